@@ -1,0 +1,39 @@
+# Two commands do all the set-up: `make up` runs the stack, `make test` tests it.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+# uv installs the lock file; bootstrapped with pip when the machine has none.
+UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
+export DO_NOT_TRACK := 1
+
+.PHONY: up down status test lint format clean
+
+$(UV):
+	python3 -m pip install --user --quiet "uv==0.13.9"  # the version uv.lock was written with
+
+$(VENV)/.synced: uv.lock pyproject.toml | $(UV)
+	$(UV) sync --frozen --python python3.11
+	touch $@
+
+up: $(VENV)/.synced  ## server + pool + deployments + worker, on embedded SQLite
+	$(PY) -m deployments.stack up
+
+down:  ## stop exactly what `make up` started
+	@if [ -x $(PY) ]; then $(PY) -m deployments.stack down; fi
+
+status:
+	$(PY) -m deployments.stack status
+
+test: $(VENV)/.synced  ## unit, integrity and end-to-end tests against real processes
+	$(VENV)/bin/pytest
+
+lint: $(VENV)/.synced
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: $(VENV)/.synced
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+clean: down
+	rm -rf .prefect-local .pytest_cache

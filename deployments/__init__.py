@@ -1,0 +1,1 @@
+"""Scripts that register the flows with a self-hosted Prefect server."""

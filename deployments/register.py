@@ -1,0 +1,97 @@
+"""Register the deployments of prefect.yaml through Prefect's Python client.
+
+    python -m deployments.register
+
+The same server state as `prefect --no-prompt deploy --all`, for users who prefer Python to the
+CLI: create each deployment, or update it in place (same id; schedules matched by slug).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from uuid import UUID
+
+from prefect.client.orchestration import PrefectClient, get_client
+from prefect.client.schemas.actions import (
+    DeploymentScheduleCreate,
+    DeploymentScheduleUpdate,
+    DeploymentUpdate,
+)
+from prefect.client.schemas.schedules import IntervalSchedule
+from prefect.exceptions import ObjectNotFound
+from prefect.flows import load_flow_from_entrypoint
+from prefect.utilities.callables import parameter_schema
+
+from deployments import settings
+from deployments.spec import DeploymentSpec, SpecError, load_deployments, pull_steps
+
+
+async def _register_one(
+    client: PrefectClient, spec: DeploymentSpec, pool_name: str, steps: list[dict]
+) -> UUID:
+    flow = load_flow_from_entrypoint(f"{spec.entrypoint_path}:{spec.flow_function}")
+    fields = dict(
+        version=spec.version,
+        description=spec.description,
+        tags=spec.tags,
+        parameters=spec.parameters,
+        parameter_openapi_schema=parameter_schema(flow).model_dump(exclude_unset=True),
+        enforce_parameter_schema=spec.enforce_parameter_schema,
+        entrypoint=spec.entrypoint,
+        work_pool_name=pool_name,
+        job_variables=spec.job_variables,
+        pull_steps=steps,
+    )
+    try:
+        existing = await client.read_deployment_by_name(f"{flow.name}/{spec.name}")
+    except ObjectNotFound:
+        flow_id = await client.create_flow_from_name(flow.name)
+        schedules = [
+            DeploymentScheduleCreate(
+                schedule=IntervalSchedule(interval=s.interval), active=s.active, slug=s.slug
+            )
+            for s in spec.schedules
+        ]
+        return await client.create_deployment(
+            flow_id=flow_id, name=spec.name, schedules=schedules, **fields
+        )
+    schedules = [
+        DeploymentScheduleUpdate(
+            schedule=IntervalSchedule(interval=s.interval), active=s.active, slug=s.slug
+        )
+        for s in spec.schedules
+    ]
+    await client.update_deployment(existing.id, DeploymentUpdate(schedules=schedules, **fields))
+    return existing.id
+
+
+async def register_all(pool_name: str = settings.WORK_POOL_NAME) -> dict[str, UUID]:
+    """Register every deployment in prefect.yaml on `pool_name`; return their ids by name."""
+    specs = load_deployments()
+    steps = pull_steps()
+    async with get_client() as client:
+        try:
+            await client.read_work_pool(pool_name)
+        except ObjectNotFound:
+            raise SpecError(
+                f"work pool {pool_name!r} does not exist; create it first with "
+                f"`python -m deployments.pool {pool_name}`. Nothing was registered."
+            ) from None
+        return {spec.name: await _register_one(client, spec, pool_name, steps) for spec in specs}
+
+
+def main(argv: list[str]) -> int:
+    pool_name = argv[0] if argv else settings.WORK_POOL_NAME
+    try:
+        ids = asyncio.run(register_all(pool_name))
+    except SpecError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    for name, deployment_id in ids.items():
+        print(f"registered {name} ({deployment_id}) on work pool {pool_name!r}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

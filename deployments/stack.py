@@ -1,0 +1,258 @@
+"""The local self-hosted stack: Prefect server on embedded SQLite, the process pool, the
+deployments from prefect.yaml and one process worker.
+
+    python -m deployments.stack up      # what `make up` runs; a second `up` is harmless
+    python -m deployments.stack down    # stops exactly what `up` started, by recorded process id
+    python -m deployments.stack status
+
+The tests start the same stack on a free port in a temporary directory.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import httpx
+
+from deployments import settings
+from deployments.processes import ManagedProcess
+
+PREFECT = str(Path(sys.executable).with_name("prefect"))
+
+
+class StackError(RuntimeError):
+    """A step of bringing the stack up failed; the message says which and where to look."""
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As uvicorn does: connections of a just-stopped server in TIME_WAIT do not block it.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(check, timeout_s: float, interval_s: float = 0.25):
+    """Poll `check()` until it returns something truthy; return that, or None at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = check()
+        if result or time.monotonic() >= deadline:
+            return result
+        time.sleep(interval_s)
+
+
+class LocalStack:
+    def __init__(
+        self,
+        state_dir: Path = settings.LOCAL_STATE_DIR,
+        port: int = settings.SERVER_PORT,
+        host: str = settings.SERVER_HOST,
+        pool_name: str = settings.WORK_POOL_NAME,
+        extra_env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.state_dir = Path(state_dir)
+        self.host = host
+        self.port = port
+        self.pool_name = pool_name
+        self.server = ManagedProcess("server", self.state_dir)
+        self.worker = ManagedProcess("worker", self.state_dir)
+        self._extra_env = dict(extra_env or {})
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.host}:{self.port}/api"
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def env(self) -> dict[str, str]:
+        """The environment of this stack's server and CLI commands."""
+        env = {
+            **os.environ,
+            **settings.NO_TELEMETRY_ENV,
+            **settings.WORKER_ENV,
+            "PREFECT_HOME": str(self.state_dir / "home"),
+            "PREFECT_API_URL": self.api_url,
+            "PREFECT_SERVER_API_HOST": self.host,
+            "PREFECT_SERVER_API_PORT": str(self.port),
+            settings.POOL_NAME_ENV: self.pool_name,
+            **self._extra_env,
+        }
+        # Only the worker knows where the code lives (see the pull step in prefect.yaml); if
+        # `prefect deploy` saw the variable it would bake this machine's path into the deployment.
+        env.pop(settings.FLOW_CODE_DIR_ENV, None)
+        return env
+
+    @property
+    def worker_env(self) -> dict[str, str]:
+        return {**self.env, settings.FLOW_CODE_DIR_ENV: str(settings.REPO_ROOT)}
+
+    # -- health ---------------------------------------------------------------------------
+
+    def server_ready(self) -> bool:
+        try:
+            return httpx.get(f"{self.api_url}/ready", timeout=2).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def worker_online(self) -> bool:
+        try:
+            response = httpx.post(
+                f"{self.api_url}/work_pools/{self.pool_name}/workers/filter", json={}, timeout=2
+            )
+        except httpx.HTTPError:
+            return False
+        return response.status_code == 200 and any(
+            worker["status"] == "ONLINE" for worker in response.json()
+        )
+
+    # -- steps ----------------------------------------------------------------------------
+
+    def start_server(self) -> None:
+        if self.server.is_running() and self.server_ready():
+            return
+        self.server.stop(settings.STOP_TIMEOUT_S)  # a recorded server that is not ready
+        if not port_is_free(self.host, self.port):
+            raise StackError(
+                f"port {self.port} on {self.host} is already in use by another program; stop "
+                f"it or choose another port with PREFECT_SERVER_API_PORT=<port>"
+            )
+        self.server.start(
+            [PREFECT, "server", "start", "--host", self.host, "--port", str(self.port)],
+            self.env,
+            cwd=settings.REPO_ROOT,
+        )
+        if not wait_for(self._server_up_or_exited, settings.STARTUP_TIMEOUT_S):
+            self.server.stop(settings.STOP_TIMEOUT_S)
+            raise StackError(
+                f"the Prefect server did not become ready on {self.api_url} within "
+                f"{settings.STARTUP_TIMEOUT_S:.0f} s; see {self.server.log_path}"
+            )
+        if not self.server_ready():
+            raise StackError(
+                f"the Prefect server exited during start-up; see {self.server.log_path}:\n"
+                f"{self.server.log_tail()}"
+            )
+
+    def _server_up_or_exited(self) -> bool:
+        return self.server_ready() or not self.server.is_running()
+
+    def run_cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """Run a command with this stack's environment from the repository root."""
+        result = subprocess.run(
+            list(args),
+            env=self.env,
+            cwd=settings.REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if check and result.returncode != 0:
+            raise StackError(
+                f"`{' '.join(args)}` failed (exit {result.returncode}):\n"
+                f"{result.stdout[-3000:]}{result.stderr[-3000:]}"
+            )
+        return result
+
+    def create_pool(self) -> None:
+        self.run_cli(sys.executable, "-m", "deployments.pool", self.pool_name)
+
+    def deploy(self) -> subprocess.CompletedProcess[str]:
+        return self.run_cli(PREFECT, "--no-prompt", "deploy", "--all")
+
+    def start_worker(self) -> None:
+        if self.worker.is_running():
+            return
+        self.worker.start(
+            [PREFECT, "worker", "start", "--pool", self.pool_name, "--type", "process"],
+            self.worker_env,
+            cwd=settings.REPO_ROOT,
+        )
+        if not wait_for(self._worker_up_or_exited, settings.STARTUP_TIMEOUT_S):
+            raise StackError(
+                f"the worker did not report to pool {self.pool_name!r} within "
+                f"{settings.STARTUP_TIMEOUT_S:.0f} s; see {self.worker.log_path}"
+            )
+        if not self.worker.is_running():
+            raise StackError(
+                f"the worker exited during start-up; see {self.worker.log_path}:\n"
+                f"{self.worker.log_tail()}"
+            )
+
+    def _worker_up_or_exited(self) -> bool:
+        return self.worker_online() or not self.worker.is_running()
+
+    def up(self, with_worker: bool = True) -> None:
+        self.start_server()
+        self.create_pool()
+        self.deploy()
+        if with_worker:
+            self.start_worker()
+
+    def down(self) -> None:
+        # The worker first: a worker whose server is gone may ignore SIGTERM for a while.
+        self.worker.stop(settings.STOP_TIMEOUT_S)
+        self.server.stop(settings.STOP_TIMEOUT_S)
+
+
+def _print_ready(stack: LocalStack) -> None:
+    print(
+        f"""
+Prefect is running.
+  UI:        {stack.ui_url}
+  API:       {stack.api_url}
+  Work pool: {stack.pool_name} (one process worker)
+  Logs:      {stack.server.log_path.parent}/
+
+Trigger a run from the UI (Deployments > compute-squares > Run), or:
+  export PREFECT_API_URL={stack.api_url}
+  .venv/bin/prefect deployment run compute-squares/compute-squares
+  .venv/bin/prefect deployment run say-hello/greeting-schedule --param name=Marvin
+
+Stop everything with: make down"""
+    )
+
+
+def main(argv: list[str]) -> int:
+    command = argv[0] if argv else "status"
+    stack = LocalStack()
+    if command == "up":
+        try:
+            stack.up()
+        except StackError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 1
+        _print_ready(stack)
+    elif command == "down":
+        stack.down()
+        print("stopped the worker and the server started by `make up`")
+    elif command == "status":
+        print(f"server: {'ready' if stack.server_ready() else 'down'} ({stack.api_url})")
+        worker_pid = stack.worker.pid
+        print(f"worker: {f'running, pid {worker_pid}' if worker_pid else 'stopped'}")
+    else:
+        print("usage: python -m deployments.stack up|down|status", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

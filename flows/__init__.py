@@ -1,0 +1,1 @@
+"""Prefect flows: thin wiring over plain functions that tests call directly."""

@@ -1,0 +1,151 @@
+"""Deployment integrity: one parametrised test per deployment in prefect.yaml, plus the file's
+own shape. Catches what Prefect would silently ignore or only reject at run time."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from prefect import Flow
+from prefect.cli.deploy._models import (
+    DeploymentConfig,
+    PrefectYamlModel,
+    RawScheduleConfig,
+    WorkPoolConfig,
+)
+from prefect.flows import load_flow_from_entrypoint
+from prefect.utilities.callables import parameter_schema
+from prefect.utilities.schema_tools import ValidationError, validate
+
+from deployments import settings
+from deployments.spec import DeploymentSpec, SpecError, load_deployments, load_raw
+
+RAW = load_raw()
+SPECS = load_deployments()
+BY_NAME = {spec.name: spec for spec in SPECS}
+# What the tutorial promises users, as full "flow/deployment" names.
+EXPECTED = {"compute-squares/compute-squares", "say-hello/greeting-schedule"}
+
+
+def _keys(model) -> set[str]:
+    return {field.alias or name for name, field in model.model_fields.items()}
+
+
+def _flow(spec: DeploymentSpec) -> Flow:
+    return load_flow_from_entrypoint(f"{spec.entrypoint_path}:{spec.flow_function}")
+
+
+def test_declares_the_tutorial_deployments() -> None:
+    assert {f"{_flow(spec).name}/{spec.name}" for spec in SPECS} == EXPECTED
+
+
+def test_top_level_has_no_keys_prefect_ignores() -> None:
+    # `definitions` only carries YAML anchors; Prefect 2 leftovers (storage, infrastructure) fail.
+    unknown = set(RAW) - _keys(PrefectYamlModel) - {"definitions"}
+    assert not unknown, f"prefect.yaml: keys Prefect would silently ignore: {sorted(unknown)}"
+
+
+@pytest.mark.parametrize("index", range(len(RAW["deployments"])))
+def test_deployment_has_no_keys_prefect_ignores(index: int) -> None:
+    raw = RAW["deployments"][index]
+    where = f"prefect.yaml deployments[{index}] ({raw.get('name')})"
+    assert not set(raw) - _keys(DeploymentConfig), f"{where}: unknown keys"
+    assert not set(raw.get("work_pool", {})) - _keys(WorkPoolConfig), f"{where}.work_pool"
+    for schedule in raw.get("schedules") or []:
+        RawScheduleConfig.model_validate(schedule)  # forbids unknown keys, needs one kind
+        assert schedule.get("slug"), f"{where}.schedules: every schedule needs a slug"
+
+
+@pytest.mark.parametrize("spec", SPECS, ids=lambda s: s.name)
+class TestEachDeployment:
+    def test_entrypoint_imports_a_flow(self, spec: DeploymentSpec) -> None:
+        assert spec.entrypoint_path.is_file(), spec.entrypoint
+        assert isinstance(_flow(spec), Flow)
+
+    def test_default_parameters_validate(self, spec: DeploymentSpec) -> None:
+        schema = parameter_schema(_flow(spec)).model_dump()
+        validate(spec.parameters, schema, raise_on_error=True)
+
+    def test_schema_is_enforced_and_typed(self, spec: DeploymentSpec) -> None:
+        assert spec.enforce_parameter_schema
+        schema = parameter_schema(_flow(spec)).model_dump()
+        assert schema["properties"], "the flow takes no parameters"
+        for name, prop in schema["properties"].items():
+            assert "type" in prop or "anyOf" in prop, f"parameter {name!r} has no type"
+
+    def test_has_description_version_and_tags(self, spec: DeploymentSpec) -> None:
+        assert spec.description and spec.version and spec.tags
+        assert _flow(spec).description, "the flow's docstring becomes its UI description"
+
+    def test_pool_comes_from_the_settings(self, spec: DeploymentSpec) -> None:
+        raw = next(d for d in RAW["deployments"] if d["name"] == spec.name)
+        assert "name" not in raw.get("work_pool", {}), "name the pool in prefect.toml only"
+
+
+def test_wrong_parameter_types_are_rejected_by_the_schema() -> None:
+    schema = parameter_schema(_flow(BY_NAME["compute-squares"])).model_dump()
+    with pytest.raises(ValidationError):
+        validate({"numbers": ["two", "four"]}, schema, raise_on_error=True)
+    with pytest.raises(ValidationError):
+        validate({"numbers": "2, 4, 6"}, schema, raise_on_error=True)
+
+
+def test_greeting_schedule_is_one_active_five_minute_interval() -> None:
+    (schedule,) = BY_NAME["greeting-schedule"].schedules
+    assert schedule.interval.total_seconds() == 300
+    assert schedule.active and schedule.slug
+
+
+def test_compute_squares_defaults_to_the_tutorial_numbers() -> None:
+    assert BY_NAME["compute-squares"].parameters == {"numbers": [2, 4, 6]}
+
+
+def test_pull_step_enters_the_code_dir_named_by_the_worker() -> None:
+    (step,) = RAW["pull"]
+    directory = step["prefect.deployments.steps.set_working_directory"]["directory"]
+    assert directory == "{{ $" + settings.FLOW_CODE_DIR_ENV + " }}"
+
+
+def test_prefect_reads_the_same_pool_name_as_our_settings(monkeypatch) -> None:
+    from prefect.settings import Settings
+
+    monkeypatch.chdir(settings.REPO_ROOT)  # Prefect reads prefect.toml from the working dir
+    monkeypatch.delenv(settings.POOL_NAME_ENV, raising=False)
+    assert Settings().deployments.default_work_pool_name == settings.WORK_POOL_NAME
+    assert Settings().server.analytics_enabled is False
+    monkeypatch.setenv(settings.POOL_NAME_ENV, "override-pool")
+    assert Settings().deployments.default_work_pool_name == "override-pool"
+
+
+def test_version_matches_the_project() -> None:
+    import tomllib
+
+    project = tomllib.loads((settings.REPO_ROOT / "pyproject.toml").read_text())["project"]
+    assert {spec.version for spec in SPECS} == {project["version"]}
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("deployments: [\n  - name: x\n", "cannot be read as YAML"),
+        ("name: only-a-name\n", "needs a top-level `deployments:` list"),
+        ("deployments:\n  - name: x\n    version: '1'\n", "missing required field 'entrypoint'"),
+        (
+            "deployments:\n  - {name: x, entrypoint: 'a.py:f', version: '1',"
+            " schedules: [{interval: 300}]}\n",
+            "every schedule needs a slug",
+        ),
+    ],
+)
+def test_malformed_prefect_yaml_names_the_problem(tmp_path, text: str, message: str) -> None:
+    path = tmp_path / "prefect.yaml"
+    path.write_text(text)
+    with pytest.raises(SpecError, match="prefect.yaml") as error:
+        load_deployments(path)
+    assert message in str(error.value)
+
+
+def test_yaml_anchors_are_merged_not_copied() -> None:
+    text = settings.PREFECT_YAML.read_text()
+    assert text.count("  - <<: *deployment_defaults") == len(SPECS)
+    assert text.count("enforce_parameter_schema") == 1
+    assert yaml.safe_load(text)["definitions"]["deployment_defaults"]["enforce_parameter_schema"]

@@ -1,0 +1,63 @@
+"""The live stack for end-to-end tests: a real `prefect server start`, the pool, the real
+`prefect --no-prompt deploy --all` and a real `prefect worker start`, on a free port in a
+temporary directory, started the same way `make up` starts it."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
+
+import pytest
+from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from deployments.stack import LocalStack, free_port
+
+T = TypeVar("T")
+
+
+def wait_until(check: Callable[[], T], timeout_s: float, what: str, interval_s: float = 0.5) -> T:
+    """Poll `check()` until it returns something truthy; fail the test naming `what` otherwise."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() >= deadline:
+            pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(interval_s)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def new_stack(tmp_path_factory: pytest.TempPathFactory, name: str, **kwargs: Any) -> LocalStack:
+    return LocalStack(
+        state_dir=tmp_path_factory.mktemp(name),
+        port=free_port(),
+        pool_name=unique(f"{name}-pool"),
+        **kwargs,
+    )
+
+
+@pytest.fixture(scope="session")
+def live_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    stack = new_stack(tmp_path_factory, "e2e")
+    try:
+        stack.up()
+        yield stack
+    finally:
+        stack.down()
+
+
+@pytest.fixture(scope="session")
+def api(live_stack: LocalStack) -> Iterator[SyncPrefectClient]:
+    """A Prefect client of the live stack's server."""
+    with (
+        temporary_settings({PREFECT_API_URL: live_stack.api_url}),
+        get_client(sync_client=True) as client,
+    ):
+        yield client

@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+from flows.squares import compute_squares, main, square, square_number
+from tests.live_stack import wait_until
+
+
+@pytest.mark.parametrize(
+    ("n", "expected"), [(0, 0), (3, 9), (-4, 16), (10**12, 10**24), (-(10**30), 10**60)]
+)
+def test_square_number(n: int, expected: int) -> None:
+    assert square_number(n) == expected
+
+
+def test_square_task_calls_the_plain_function() -> None:
+    assert square.fn(7) == 49
+
+
+@pytest.mark.usefixtures("prefect_harness")
+class TestComputeSquaresFlow:
+    def test_tutorial_numbers(self) -> None:
+        assert compute_squares([2, 4, 6]) == [4, 16, 36]
+
+    def test_empty_list(self) -> None:
+        assert compute_squares([]) == []
+
+    def test_negative_and_large_numbers(self) -> None:
+        assert compute_squares([-3, 0, 2**40]) == [9, 0, 2**80]
+
+    def test_results_keep_input_order(self) -> None:
+        numbers = list(range(40, 0, -1))
+        assert compute_squares(numbers) == [n * n for n in numbers]
+
+    def test_runs_one_task_per_number(self) -> None:
+        state = compute_squares([1, 2, 3], return_state=True)
+        assert state.is_completed()
+        assert state.result() == [1, 4, 9]
+        flow_run_id = state.state_details.flow_run_id
+        with get_client(sync_client=True) as client:
+            # Task runs reach the API asynchronously: poll for all three.
+            task_runs = wait_until(
+                lambda: _completed_square_runs(client, flow_run_id), 30, "3 square task runs"
+            )
+        assert len(task_runs) == 3, [run.name for run in task_runs]
+
+
+def _completed_square_runs(client, flow_run_id):
+    runs = client.read_task_runs(
+        flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+    )
+    done = [r for r in runs if r.name.startswith("square") and r.state and r.state.is_completed()]
+    return done if len(done) >= 3 else None
+
+
+def test_command_line(capsys: pytest.CaptureFixture[str], prefect_harness: None) -> None:
+    assert main(["2", "4", "6"]) == 0
+    assert capsys.readouterr().out.strip().endswith("[4, 16, 36]")
+
+
+def test_command_line_rejects_non_integers(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["2", "four"]) == 2
+    assert "integers only" in capsys.readouterr().err
