@@ -29,6 +29,11 @@ def _start_time(pid: int) -> str | None:
     return fields[19]
 
 
+def process_is_running(pid: int) -> bool:
+    """True while `pid` runs; an exited process that its parent has not reaped yet is not."""
+    return _start_time(pid) is not None
+
+
 class ManagedProcess:
     """One long-running command with its log file and pid file under a state directory."""
 

@@ -23,7 +23,7 @@ import httpx
 from deployments import settings
 from deployments.processes import ManagedProcess
 
-PREFECT = str(Path(sys.executable).with_name("prefect"))
+PREFECT = str(Path(sys.executable).with_name("prefect"))  # the venv's CLI
 
 
 class StackError(RuntimeError):

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import pytest
 from prefect.client.orchestration import SyncPrefectClient, get_client
@@ -34,12 +34,14 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-def new_stack(tmp_path_factory: pytest.TempPathFactory, name: str, **kwargs: Any) -> LocalStack:
+def new_stack(
+    tmp_path_factory: pytest.TempPathFactory, name: str, pool_name: str | None = None
+) -> LocalStack:
+    """A stack in a fresh temporary directory on a free port, with a pool name of its own."""
     return LocalStack(
         state_dir=tmp_path_factory.mktemp(name),
         port=free_port(),
-        pool_name=unique(f"{name}-pool"),
-        **kwargs,
+        pool_name=pool_name or unique(f"{name}-pool"),
     )
 
 
@@ -61,3 +63,22 @@ def api(live_stack: LocalStack) -> Iterator[SyncPrefectClient]:
         get_client(sync_client=True) as client,
     ):
         yield client
+
+
+def wait_for_final_state(client: SyncPrefectClient, flow_run_id, timeout_s: float = 120):
+    """Poll the flow run until it reaches a final state (COMPLETED, FAILED, CRASHED, ...)."""
+
+    def final_run():
+        run = client.read_flow_run(flow_run_id)
+        return run if run.state and run.state.is_final() else None
+
+    return wait_until(final_run, timeout_s, f"flow run {flow_run_id} to finish")
+
+
+def run_deployment_and_wait(
+    client: SyncPrefectClient, full_name: str, parameters: dict | None = None
+):
+    """Trigger a run of `flow/deployment` through the API and wait until the worker finishes it."""
+    deployment = client.read_deployment_by_name(full_name)
+    flow_run = client.create_flow_run_from_deployment(deployment.id, parameters=parameters or {})
+    return wait_for_final_state(client, flow_run.id)

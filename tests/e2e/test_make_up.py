@@ -1,0 +1,82 @@
+"""`make up` / `make down` as a user runs them, in a temporary state directory on a free port."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from deployments import settings
+from deployments.processes import ManagedProcess, process_is_running
+from deployments.stack import free_port
+from tests.live_stack import unique
+
+pytestmark = pytest.mark.e2e
+
+
+def make(target: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["make", "--no-print-directory", "-C", str(settings.REPO_ROOT), target],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+@pytest.fixture
+def user_env(tmp_path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "LOCAL_STATE_DIR": str(tmp_path / "state"),
+        "PREFECT_SERVER_API_PORT": str(free_port()),
+        settings.POOL_NAME_ENV: unique("make-up-pool"),
+    }
+
+
+def test_up_twice_then_down_leaves_nothing_running(user_env) -> None:
+    state_dir = user_env["LOCAL_STATE_DIR"]
+    server = ManagedProcess("server", Path(state_dir))
+    worker = ManagedProcess("worker", Path(state_dir))
+    try:
+        first = make("up", user_env)
+        assert first.returncode == 0, first.stdout + first.stderr
+        assert f"http://127.0.0.1:{user_env['PREFECT_SERVER_API_PORT']}" in first.stdout
+        pids = (server.pid, worker.pid)
+        assert all(pids), "make up recorded no server or worker pid"
+
+        second = make("up", user_env)
+        assert second.returncode == 0, second.stdout + second.stderr
+        assert (server.pid, worker.pid) == pids, "a second `make up` replaced running processes"
+    finally:
+        down = make("down", user_env)
+    assert down.returncode == 0, down.stdout + down.stderr
+    for pid in pids:
+        assert not process_is_running(pid), f"process {pid} still running after make down"
+    assert server.pid is None and worker.pid is None
+
+
+def test_port_in_use_is_named_and_nothing_starts(user_env) -> None:
+    port = int(user_env["PREFECT_SERVER_API_PORT"])
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", port))
+        squatter.listen()
+        result = make("up", user_env)
+    assert result.returncode != 0
+    assert f"port {port}" in result.stderr and "already in use" in result.stderr
+    assert not (Path(user_env["LOCAL_STATE_DIR"]) / "pids" / "server.pid").exists()
+
+
+def test_a_server_that_cannot_start_points_to_its_log(user_env, tmp_path) -> None:
+    # A database path inside a missing directory: the server exits during start-up.
+    user_env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = (
+        f"sqlite+aiosqlite:///{tmp_path}/missing-dir/prefect.db"
+    )
+    result = make("up", user_env)
+    assert result.returncode != 0
+    log_path = Path(user_env["LOCAL_STATE_DIR"]) / "logs" / "server.log"
+    assert str(log_path) in result.stderr
+    assert ManagedProcess("server", log_path.parent.parent).pid is None
