@@ -65,6 +65,7 @@ class LocalStack:
         host: str = settings.SERVER_HOST,
         pool_name: str = settings.WORK_POOL_NAME,
         extra_env: Mapping[str, str] | None = None,
+        flow_code_dir: Path | None = settings.REPO_ROOT,
     ) -> None:
         self.state_dir = Path(state_dir)
         self.host = host
@@ -73,6 +74,7 @@ class LocalStack:
         self.server = ManagedProcess("server", self.state_dir)
         self.worker = ManagedProcess("worker", self.state_dir)
         self._extra_env = dict(extra_env or {})
+        self.flow_code_dir = flow_code_dir
 
     @property
     def api_url(self) -> str:
@@ -103,7 +105,9 @@ class LocalStack:
 
     @property
     def worker_env(self) -> dict[str, str]:
-        return {**self.env, settings.FLOW_CODE_DIR_ENV: str(settings.REPO_ROOT)}
+        if self.flow_code_dir is None:
+            return self.env
+        return {**self.env, settings.FLOW_CODE_DIR_ENV: str(self.flow_code_dir)}
 
     # -- health ---------------------------------------------------------------------------
 

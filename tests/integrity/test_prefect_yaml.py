@@ -99,9 +99,11 @@ def test_compute_squares_defaults_to_the_tutorial_numbers() -> None:
     assert BY_NAME["compute-squares"].parameters == {"numbers": [2, 4, 6]}
 
 
-def test_pull_step_enters_the_code_dir_named_by_the_worker() -> None:
-    (step,) = RAW["pull"]
-    directory = step["prefect.deployments.steps.set_working_directory"]["directory"]
+def test_pull_steps_check_then_enter_the_code_dir_named_by_the_worker() -> None:
+    guard, enter = RAW["pull"]
+    script = guard["prefect.deployments.steps.run_shell_script"]["script"]
+    assert f'test -d "${settings.FLOW_CODE_DIR_ENV}/flows"' in script
+    directory = enter["prefect.deployments.steps.set_working_directory"]["directory"]
     assert directory == "{{ $" + settings.FLOW_CODE_DIR_ENV + " }}"
 
 
