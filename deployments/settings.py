@@ -33,6 +33,9 @@ SERVER_PORT = int(os.environ.get("PREFECT_SERVER_API_PORT", "4200"))
 # run time, so neither the deploying machine's path nor the worker's start directory matters.
 FLOW_CODE_DIR_ENV = "FLOW_CODE_DIR"
 
+# `PREFECT_AUTH=1 make up` turns on basic auth for the local stack as in docker-compose.yml.
+AUTH_ENV = "PREFECT_AUTH"
+
 # Nothing may call out: the SDK honours DO_NOT_TRACK, the server its analytics setting.
 NO_TELEMETRY_ENV = {
     "DO_NOT_TRACK": "1",

@@ -11,6 +11,7 @@ The tests start the same stack on a free port in a temporary directory.
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -66,6 +67,7 @@ class LocalStack:
         pool_name: str = settings.WORK_POOL_NAME,
         extra_env: Mapping[str, str] | None = None,
         flow_code_dir: Path | None = settings.REPO_ROOT,
+        auth_string: str | None = None,
     ) -> None:
         self.state_dir = Path(state_dir)
         self.host = host
@@ -75,6 +77,7 @@ class LocalStack:
         self.worker = ManagedProcess("worker", self.state_dir)
         self._extra_env = dict(extra_env or {})
         self.flow_code_dir = flow_code_dir
+        self.auth_string = auth_string
 
     @property
     def api_url(self) -> str:
@@ -96,12 +99,30 @@ class LocalStack:
             "PREFECT_SERVER_API_HOST": self.host,
             "PREFECT_SERVER_API_PORT": str(self.port),
             settings.POOL_NAME_ENV: self.pool_name,
+            **self._auth_env,
             **self._extra_env,
         }
         # Only the worker knows where the code lives (see the pull step in prefect.yaml); if
         # `prefect deploy` saw the variable it would bake this machine's path into the deployment.
         env.pop(settings.FLOW_CODE_DIR_ENV, None)
         return env
+
+    @property
+    def _auth_env(self) -> dict[str, str]:
+        if not self.auth_string:
+            return {}
+        return {
+            "PREFECT_SERVER_API_AUTH_STRING": self.auth_string,  # the server checks it
+            "PREFECT_API_AUTH_STRING": self.auth_string,  # every client sends it
+            "PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED": "true",
+        }
+
+    @property
+    def _http_auth(self) -> tuple[str, str] | None:
+        if not self.auth_string:
+            return None
+        user, _, password = self.auth_string.partition(":")
+        return (user, password)
 
     @property
     def worker_env(self) -> dict[str, str]:
@@ -118,15 +139,15 @@ class LocalStack:
             return False
 
     def worker_online(self) -> bool:
+        """The pool turns READY once a worker polls it. A GET: with CSRF protection on, a POST
+        would need a CSRF token first."""
         try:
-            response = httpx.post(
-                f"{self.api_url}/work_pools/{self.pool_name}/workers/filter", json={}, timeout=2
+            response = httpx.get(
+                f"{self.api_url}/work_pools/{self.pool_name}", auth=self._http_auth, timeout=2
             )
         except httpx.HTTPError:
             return False
-        return response.status_code == 200 and any(
-            worker["status"] == "ONLINE" for worker in response.json()
-        )
+        return response.status_code == 200 and response.json().get("status") == "READY"
 
     # -- steps ----------------------------------------------------------------------------
 
@@ -217,6 +238,16 @@ class LocalStack:
         self.server.stop(settings.STOP_TIMEOUT_S)
 
 
+def local_auth_string(state_dir: Path) -> str:
+    """The `make up` stack's basic-auth credentials: generated once, kept private in state_dir."""
+    path = state_dir / "auth-string"
+    if not path.exists():
+        state_dir.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(f"admin:{secrets.token_urlsafe(18)}")
+    return path.read_text().strip()
+
+
 def _print_ready(stack: LocalStack) -> None:
     print(
         f"""
@@ -233,11 +264,17 @@ Trigger a run from the UI (Deployments > compute-squares > Run), or:
 
 Stop everything with: make down"""
     )
+    if stack.auth_string:
+        print(
+            f"Basic auth is on: user 'admin', password in {stack.state_dir / 'auth-string'}; "
+            'clients need PREFECT_API_AUTH_STRING="$(cat <that file>)".'
+        )
 
 
 def main(argv: list[str]) -> int:
     command = argv[0] if argv else "status"
-    stack = LocalStack()
+    auth = os.environ.get(settings.AUTH_ENV) == "1"
+    stack = LocalStack(auth_string=local_auth_string(settings.LOCAL_STATE_DIR) if auth else None)
     if command == "up":
         try:
             stack.up()

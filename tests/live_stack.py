@@ -7,13 +7,15 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 import pytest
 from prefect.client.orchestration import SyncPrefectClient, get_client
-from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
 from deployments.stack import LocalStack, free_port
+from tests.postgres import PostgresCluster, require_postgres_binaries
 
 T = TypeVar("T")
 
@@ -35,33 +37,53 @@ def unique(prefix: str) -> str:
 
 
 def new_stack(
-    tmp_path_factory: pytest.TempPathFactory, name: str, pool_name: str | None = None
+    tmp_path_factory: pytest.TempPathFactory, name: str, pool_name: str | None = None, **kwargs
 ) -> LocalStack:
     """A stack in a fresh temporary directory on a free port, with a pool name of its own."""
     return LocalStack(
         state_dir=tmp_path_factory.mktemp(name),
         port=free_port(),
         pool_name=pool_name or unique(f"{name}-pool"),
+        **kwargs,
     )
 
 
-@pytest.fixture(scope="session")
-def live_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    stack = new_stack(tmp_path_factory, "e2e")
+@pytest.fixture(scope="session", params=["sqlite", "postgres"])
+def live_stack(request, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
+    """The stack on embedded SQLite (as `make up` runs it), then on PostgreSQL with basic auth
+    (as docker-compose.yml runs it): every end-to-end test runs against both."""
+    cluster = None
+    if request.param == "postgres":
+        require_postgres_binaries()
+        cluster = PostgresCluster().start()
+    stack = new_stack(
+        tmp_path_factory,
+        f"e2e-{request.param}",
+        extra_env={"PREFECT_SERVER_DATABASE_CONNECTION_URL": cluster.async_url} if cluster else {},
+        auth_string=f"admin:{uuid.uuid4().hex}" if cluster else None,
+    )
     try:
         stack.up()
         yield stack
     finally:
         stack.down()
+        if cluster:
+            cluster.stop()
+
+
+@contextmanager
+def stack_client(stack: LocalStack) -> Iterator[SyncPrefectClient]:
+    """A Prefect client of `stack`'s server, with its credentials when auth is on."""
+    updates = {PREFECT_API_URL: stack.api_url}
+    if stack.auth_string:
+        updates[PREFECT_API_AUTH_STRING] = stack.auth_string
+    with temporary_settings(updates), get_client(sync_client=True) as client:
+        yield client
 
 
 @pytest.fixture(scope="session")
 def api(live_stack: LocalStack) -> Iterator[SyncPrefectClient]:
-    """A Prefect client of the live stack's server."""
-    with (
-        temporary_settings({PREFECT_API_URL: live_stack.api_url}),
-        get_client(sync_client=True) as client,
-    ):
+    with stack_client(live_stack) as client:
         yield client
 
 

@@ -7,6 +7,7 @@ import socket
 import subprocess
 from pathlib import Path
 
+import httpx
 import pytest
 
 from deployments import settings
@@ -80,3 +81,20 @@ def test_a_server_that_cannot_start_points_to_its_log(user_env, tmp_path) -> Non
     log_path = Path(user_env["LOCAL_STATE_DIR"]) / "logs" / "server.log"
     assert str(log_path) in result.stderr
     assert ManagedProcess("server", log_path.parent.parent).pid is None
+
+
+def test_up_with_auth_refuses_anonymous_requests(user_env) -> None:
+    user_env[settings.AUTH_ENV] = "1"
+    api = f"http://127.0.0.1:{user_env['PREFECT_SERVER_API_PORT']}/api"
+    try:
+        result = make("up", user_env)
+        assert result.returncode == 0, result.stdout + result.stderr
+        assert "Basic auth is on" in result.stdout
+        auth_file = Path(user_env["LOCAL_STATE_DIR"]) / "auth-string"
+        assert oct(auth_file.stat().st_mode & 0o777) == "0o600"
+        user, _, password = auth_file.read_text().partition(":")
+        path = "/deployments/name/say-hello/greeting-schedule"
+        assert httpx.get(api + path, timeout=10).status_code == 401
+        assert httpx.get(api + path, auth=(user, password), timeout=10).status_code == 200
+    finally:
+        make("down", user_env)

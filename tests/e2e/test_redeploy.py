@@ -8,7 +8,7 @@ import pytest
 
 from deployments.spec import load_deployments
 from deployments.stack import LocalStack
-from tests.live_stack import new_stack
+from tests.live_stack import new_stack, stack_client
 
 pytestmark = pytest.mark.e2e
 
@@ -19,13 +19,7 @@ VOLATILE_SCHEDULE = {"id", "created", "updated", "deployment_id"}
 
 def snapshot(stack: LocalStack) -> dict[str, dict]:
     """Every deployment on the stack's server as plain data, minus server-assigned fields."""
-    from prefect.client.orchestration import get_client
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    with (
-        temporary_settings({PREFECT_API_URL: stack.api_url}),
-        get_client(sync_client=True) as client,
-    ):
+    with stack_client(stack) as client:
         deployments = client.read_deployments()
         flows = {f.id: f.name for f in client.read_flows()}
     result = {}
@@ -60,7 +54,13 @@ def test_second_deploy_keeps_ids_and_a_single_schedule(live_stack, api) -> None:
 def test_python_registration_gives_the_same_state_as_the_cli(live_stack, tmp_path_factory) -> None:
     """A fresh server, the pool, then `python -m deployments.register`: compared field by field
     with what `prefect deploy --all` produced on the live stack."""
-    fresh = new_stack(tmp_path_factory, "register", pool_name=live_stack.pool_name)
+    fresh = new_stack(
+        tmp_path_factory,
+        "register",
+        pool_name=live_stack.pool_name,
+        auth_string=live_stack.auth_string,
+        extra_env={},  # a fresh embedded database, even when the live stack uses PostgreSQL
+    )
     try:
         fresh.start_server()
         fresh.create_pool()

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from prefect.client.orchestration import get_client
-from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from deployments import settings
-from tests.live_stack import new_stack, run_deployment_and_wait, wait_until
+from tests.live_stack import new_stack, run_deployment_and_wait, stack_client, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -20,10 +18,7 @@ def test_missing_flow_code_dir_is_named_in_the_failed_run(tmp_path_factory) -> N
     try:
         stack.up()
         assert settings.FLOW_CODE_DIR_ENV not in stack.worker_env
-        with (
-            temporary_settings({PREFECT_API_URL: stack.api_url}),
-            get_client(sync_client=True) as client,
-        ):
+        with stack_client(stack) as client:
             run = run_deployment_and_wait(client, "say-hello/greeting-schedule", {"name": "x"})
             assert run.state.is_crashed(), run.state
             # The pull step fails before the flow's logger starts, so the explanation lands in

@@ -1,0 +1,21 @@
+# The flows and deployment scripts on the official Prefect image, at the version in uv.lock.
+FROM prefecthq/prefect:3.8.8-python3.11
+
+WORKDIR /opt/flows
+
+# The locked dependency set (with hashes), so the server gets the same fastapi and SQLAlchemy
+# pins as the tests used.
+COPY pyproject.toml uv.lock ./
+RUN python -m pip install --no-cache-dir "uv==0.13.9" \
+ && uv export --frozen --no-dev --no-emit-project --output-file /tmp/requirements.txt \
+ && python -m pip install --no-cache-dir --require-hashes -r /tmp/requirements.txt \
+ && rm /tmp/requirements.txt
+
+COPY prefect.yaml prefect.toml ./
+COPY flows/ flows/
+COPY deployments/ deployments/
+
+RUN useradd --create-home --uid 10001 prefect && chown -R prefect:prefect /opt/flows
+USER prefect
+ENV PREFECT_HOME=/home/prefect/.prefect \
+    DO_NOT_TRACK=1

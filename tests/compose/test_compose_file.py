@@ -1,0 +1,152 @@
+"""docker-compose.yml validated offline by a real compose implementation, and kept consistent
+with the repository: pool name, Prefect version, ports, volumes, guarded secrets, setting names."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+
+import pytest
+from prefect.settings import Settings
+from prefect.settings.legacy import _get_settings_fields
+
+from deployments import settings
+from tests.compose.compose import (
+    COMPOSE_FILE,
+    ENV_EXAMPLE,
+    compose_config,
+    resolved_services,
+    write_env_file,
+)
+
+SECRETS = ("POSTGRES_PASSWORD", "API_AUTH_STRING", "ENCRYPTION_KEY")
+RAW = COMPOSE_FILE.read_text()
+
+
+def locked_version(package: str) -> str:
+    lock = tomllib.loads((settings.REPO_ROOT / "uv.lock").read_text())
+    return next(p["version"] for p in lock["package"] if p["name"] == package)
+
+
+@pytest.fixture
+def services(tmp_path):
+    env_file = write_env_file(
+        tmp_path / ".env", POSTGRES_PASSWORD="pw", API_AUTH_STRING="a:b", ENCRYPTION_KEY="k"
+    )
+    return resolved_services(env_file)
+
+
+def test_validates_offline_with_every_secret_filled(services) -> None:
+    assert set(services) == {"postgres", "migrate", "prefect-server", "deploy", "worker"}
+
+
+@pytest.mark.parametrize("missing", SECRETS)
+def test_refuses_to_start_naming_a_missing_secret(tmp_path, missing: str) -> None:
+    values = dict.fromkeys(SECRETS, "x")
+    del values[missing]
+    result = compose_config(write_env_file(tmp_path / ".env", **values))
+    assert result.returncode != 0
+    assert f"set {missing}" in result.stderr, result.stderr
+
+
+def test_every_variable_has_a_default_or_a_guard() -> None:
+    for name, modifier in re.findall(r"\$\{(\w+)(:[-?])?", RAW):
+        assert modifier, f"${{{name}}} has neither a :-default nor a :? guard"
+
+
+def test_env_example_lists_every_variable_and_no_secret_values() -> None:
+    example = dict(
+        line.split("=", 1)
+        for line in ENV_EXAMPLE.read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    assert set(re.findall(r"\$\{(\w+)", RAW)) == set(example)
+    assert all(example[name] == "" for name in SECRETS), "no secret values are committed"
+    # Prefect reads a .env in its working directory: PREFECT_ keys would leak into `make up`.
+    assert not [key for key in example if key.startswith("PREFECT_")]
+
+
+def test_env_file_is_git_ignored() -> None:
+    assert ".env" in (settings.REPO_ROOT / ".gitignore").read_text().splitlines()
+
+
+def test_image_follows_the_locked_prefect_version(services) -> None:
+    version = locked_version("prefect")
+    dockerfile = (settings.REPO_ROOT / "Dockerfile").read_text()
+    assert f"FROM prefecthq/prefect:{version}-python3.11" in dockerfile
+    for name in ("migrate", "prefect-server", "deploy", "worker"):
+        assert services[name]["image"] == f"prefect-deployments:{version}", name
+        assert "build" in services[name], name
+    assert "USER prefect" in dockerfile, "the image runs as a non-root user"
+
+
+def test_worker_and_deploy_use_the_repository_pool_name(services) -> None:
+    assert f"--pool {settings.WORK_POOL_NAME} " in services["worker"]["command"]
+    for name in ("worker", "deploy"):
+        env = services[name]["environment"]
+        assert env[settings.POOL_NAME_ENV] == settings.WORK_POOL_NAME
+
+
+def test_worker_uses_the_tuned_settings(services) -> None:
+    env = services["worker"]["environment"]
+    assert {key: env[key] for key in settings.WORKER_ENV} == settings.WORKER_ENV
+    assert "--with-healthcheck" in services["worker"]["command"]
+    assert services["worker"]["restart"] == "unless-stopped"
+
+
+def test_only_the_worker_knows_the_code_dir(services) -> None:
+    """`prefect deploy` would bake FLOW_CODE_DIR into the deployments if it saw it."""
+    assert services["worker"]["environment"][settings.FLOW_CODE_DIR_ENV] == "/opt/flows"
+    assert settings.FLOW_CODE_DIR_ENV not in services["deploy"]["environment"]
+    assert "FLOW_CODE_DIR" not in (settings.REPO_ROOT / "Dockerfile").read_text()
+
+
+def test_server_is_published_on_loopback_and_checked_with_ready(services) -> None:
+    server = services["prefect-server"]
+    assert server["ports"] == ["127.0.0.1:4200:4200/tcp"]  # compose 1.29 prints the short form
+    assert "--port 4200" in server["command"]
+    assert server["environment"]["PREFECT_SERVER_API_PORT"] == "4200"
+    assert "/api/ready" in " ".join(server["healthcheck"]["test"])
+    for name in ("deploy", "worker"):
+        assert services[name]["environment"]["PREFECT_API_URL"] == "http://prefect-server:4200/api"
+
+
+def test_start_order(services) -> None:
+    assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    migrate = services["prefect-server"]["depends_on"]["migrate"]["condition"]
+    assert migrate == "service_completed_successfully"
+    assert services["deploy"]["depends_on"]["prefect-server"]["condition"] == "service_healthy"
+    deploy = services["worker"]["depends_on"]["deploy"]["condition"]
+    assert deploy == "service_completed_successfully"
+
+
+def test_postgres_data_lives_in_a_named_volume(services) -> None:
+    postgres = services["postgres"]
+    assert re.fullmatch(r"postgres:\d+", postgres["image"]), "pin the major version"
+    assert postgres["volumes"] == ["postgres-data:/var/lib/postgresql/data:rw"]
+    assert "postgres-data:" in RAW.split("\nvolumes:", 1)[1], "declared as a named volume"
+    assert "pg_isready" in " ".join(postgres["healthcheck"]["test"])
+
+
+def test_secure_by_default(services) -> None:
+    server = services["prefect-server"]["environment"]
+    assert server["PREFECT_SERVER_API_AUTH_STRING"] == "a:b"
+    assert server["PREFECT_SERVER_API_CSRF_PROTECTION_ENABLED"] == "true"
+    assert server["PREFECT_SERVER_ENCRYPTION_KEY"] == "k"
+    assert server["PREFECT_SERVER_ANALYTICS_ENABLED"] == "false"
+    for name in ("deploy", "worker"):
+        assert services[name]["environment"]["PREFECT_API_AUTH_STRING"] == "a:b"
+
+
+# Read with os.getenv by prefect/server/utilities/encryption.py rather than a Settings field.
+READ_DIRECTLY = {"PREFECT_SERVER_ENCRYPTION_KEY"}
+
+
+def test_uses_current_setting_names_not_legacy_aliases(services) -> None:
+    fields = _get_settings_fields(Settings)
+    for name, service in services.items():
+        for key in set(service.get("environment", {})) - READ_DIRECTLY:
+            if key.startswith("PREFECT_"):
+                assert key in fields, f"{name}: {key} is not a Prefect setting"
+                canonical = fields[key].name
+                assert canonical == key, f"{name}: {key} is a legacy alias of {canonical}"
