@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from typing import TypeVar
 from uuid import UUID
 
 from prefect.client.orchestration import PrefectClient, get_client
@@ -25,6 +26,8 @@ from prefect.utilities.callables import parameter_schema
 
 from deployments import settings
 from deployments.spec import DeploymentSpec, SpecError, load_deployments, pull_steps
+
+ScheduleAction = TypeVar("ScheduleAction", DeploymentScheduleCreate, DeploymentScheduleUpdate)
 
 
 async def _register_one(
@@ -47,23 +50,21 @@ async def _register_one(
         existing = await client.read_deployment_by_name(f"{flow.name}/{spec.name}")
     except ObjectNotFound:
         flow_id = await client.create_flow_from_name(flow.name)
-        schedules = [
-            DeploymentScheduleCreate(
-                schedule=IntervalSchedule(interval=s.interval), active=s.active, slug=s.slug
-            )
-            for s in spec.schedules
-        ]
+        schedules = _schedules(spec, DeploymentScheduleCreate)
         return await client.create_deployment(
             flow_id=flow_id, name=spec.name, schedules=schedules, **fields
         )
-    schedules = [
-        DeploymentScheduleUpdate(
-            schedule=IntervalSchedule(interval=s.interval), active=s.active, slug=s.slug
-        )
-        for s in spec.schedules
-    ]
+    # Schedules carry their slug, so the server updates them in place instead of replacing them.
+    schedules = _schedules(spec, DeploymentScheduleUpdate)
     await client.update_deployment(existing.id, DeploymentUpdate(schedules=schedules, **fields))
     return existing.id
+
+
+def _schedules(spec: DeploymentSpec, action: type[ScheduleAction]) -> list[ScheduleAction]:
+    return [
+        action(schedule=IntervalSchedule(interval=s.interval), active=s.active, slug=s.slug)
+        for s in spec.schedules
+    ]
 
 
 async def register_all(pool_name: str = settings.WORK_POOL_NAME) -> dict[str, UUID]:
