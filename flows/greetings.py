@@ -8,6 +8,9 @@ from __future__ import annotations
 import sys
 
 from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact
+
+from flows.reports import greeting_summary
 
 
 def greeting(name: str) -> str:
@@ -26,8 +29,12 @@ def greet(name: str) -> str:
 
 @flow(retries=1, retry_delay_seconds=10, timeout_seconds=120, persist_result=True)
 def say_hello(name: str = "Prefect") -> str:
-    """Say hello to `name`; the greeting appears in the run's logs."""
-    return greet(name)
+    """Say hello to `name`; the greeting appears in the run's logs and as an artifact."""
+    message = greet(name)
+    create_markdown_artifact(
+        key="greeting", markdown=greeting_summary(name, message), description="The greeting"
+    )
+    return message
 
 
 def main(argv: list[str]) -> int:

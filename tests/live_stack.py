@@ -12,6 +12,8 @@ from typing import TypeVar
 
 import pytest
 from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+from prefect.client.schemas.objects import Artifact
 from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
 from deployments.stack import LocalStack, free_port
@@ -104,3 +106,12 @@ def run_deployment_and_wait(
     deployment = client.read_deployment_by_name(full_name)
     flow_run = client.create_flow_run_from_deployment(deployment.id, parameters=parameters or {})
     return wait_for_final_state(client, flow_run.id)
+
+
+def run_artifacts(client: SyncPrefectClient, flow_run_id) -> dict[str, Artifact]:
+    """The artifacts a flow run published, by key (by type for the unkeyed progress bar);
+    without the untyped reference Prefect itself records for a persisted result."""
+    artifacts = client.read_artifacts(
+        artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+    )
+    return {a.key or a.type: a for a in artifacts if a.key or a.type}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from prefect.client.schemas.filters import (
     FlowRunFilter,
@@ -12,7 +14,13 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import StateType
 
 from deployments.stack import PREFECT
-from tests.live_stack import run_deployment_and_wait, unique, wait_for_final_state, wait_until
+from tests.live_stack import (
+    run_artifacts,
+    run_deployment_and_wait,
+    unique,
+    wait_for_final_state,
+    wait_until,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -33,6 +41,19 @@ def test_compute_squares_completes_with_the_squares(api) -> None:
     assert sorted(t.task_key.split("-")[0] for t in task_runs) == ["square"] * 3
 
 
+def test_compute_squares_publishes_its_artifacts(api) -> None:
+    numbers = list(range(-30, 30))  # long enough for a progress bar
+    run = run_deployment_and_wait(api, "compute-squares/compute-squares", {"numbers": numbers})
+    assert run.state.type == StateType.COMPLETED, run.state.message
+    artifacts = run_artifacts(api, run.id)
+    assert set(artifacts) == {"squares-table", "squares-summary", "progress"}
+    table = json.loads(artifacts["squares-table"].data)
+    assert table[0] == {"number": -30, "square": 900}
+    assert len(table) == len(numbers)
+    assert f"| sum | {sum(n * n for n in numbers)} |" in artifacts["squares-summary"].data
+    assert artifacts["progress"].data == 100.0
+
+
 def test_compute_squares_runs_with_its_default_numbers(api) -> None:
     run = run_deployment_and_wait(api, "compute-squares/compute-squares")
     assert run.state.type == StateType.COMPLETED, run.state.message
@@ -51,6 +72,7 @@ def test_say_hello_logs_the_greeting_to_the_server(api) -> None:
 
     (log,) = wait_until(greeting_logged, 30, "the greeting log line")  # logs ship in batches
     assert log.task_run_id is not None, "logged by the greet task, so it shows under it"
+    assert f"Hello, {name}!" in run_artifacts(api, run.id)["greeting"].data
 
 
 def test_a_run_triggered_from_the_cli_completes(live_stack, api) -> None:

@@ -3,8 +3,10 @@ from __future__ import annotations
 import logging
 
 import pytest
+from prefect.client.orchestration import get_client
 
 from flows.greetings import greet, greeting, main, say_hello
+from tests.live_stack import run_artifacts
 
 
 def test_greeting_text() -> None:
@@ -25,6 +27,13 @@ class TestSayHelloFlow:
         assert greet_records, "the greeting was not logged"
         # Logged by the task's run logger, so it is attached to the task run in the UI.
         assert greet_records[0].name == "prefect.task_runs"
+
+    def test_publishes_the_greeting_as_an_artifact(self) -> None:
+        state = say_hello("Zaphod", return_state=True)
+        with get_client(sync_client=True) as client:
+            artifacts = run_artifacts(client, state.state_details.flow_run_id)
+        assert artifacts["greeting"].type == "markdown"
+        assert "Hello, Zaphod!" in artifacts["greeting"].data
 
 
 def test_greet_task_wraps_the_plain_function() -> None:

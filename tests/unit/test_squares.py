@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import json
+
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-from flows.squares import compute_squares, main, square, square_number
-from tests.live_stack import wait_until
+from flows.squares import PROGRESS_MIN_NUMBERS, compute_squares, main, square, square_number
+from tests.live_stack import run_artifacts, wait_until
 
 
 @pytest.mark.parametrize(
@@ -45,6 +47,27 @@ class TestComputeSquaresFlow:
                 lambda: _completed_square_runs(client, flow_run_id), 30, "3 square task runs"
             )
         assert len(task_runs) == 3, [run.name for run in task_runs]
+
+    def test_publishes_table_and_summary_artifacts(self) -> None:
+        state = compute_squares([2, 4, 6], return_state=True)
+        with get_client(sync_client=True) as client:
+            artifacts = run_artifacts(client, state.state_details.flow_run_id)
+        assert set(artifacts) == {"squares-table", "squares-summary"}, "no progress bar for 3"
+        table = artifacts["squares-table"]
+        assert table.type == "table"
+        assert json.loads(table.data) == [
+            {"number": 2, "square": 4},
+            {"number": 4, "square": 16},
+            {"number": 6, "square": 36},
+        ]
+        assert "| sum | 56 |" in artifacts["squares-summary"].data
+
+    def test_long_input_shows_a_finished_progress_bar(self) -> None:
+        numbers = list(range(PROGRESS_MIN_NUMBERS))
+        state = compute_squares(numbers, return_state=True)
+        with get_client(sync_client=True) as client:
+            artifacts = run_artifacts(client, state.state_details.flow_run_id)
+        assert artifacts["progress"].data == 100.0
 
 
 def _completed_square_runs(client, flow_run_id):
