@@ -24,8 +24,10 @@ down:  ## stop exactly what `make up` started
 status:
 	$(PY) -m deployments.stack status
 
-test: $(VENV)/.synced  ## unit, integrity and end-to-end tests against real processes
-	$(VENV)/bin/pytest
+test: $(VENV)/.synced  ## unit, integrity, end-to-end and browser tests against real processes
+	scripts/install-test-tools
+	# Debian installs the PostgreSQL server binaries off PATH.
+	PATH="$$PATH:/usr/lib/postgresql/15/bin" $(VENV)/bin/pytest
 
 lint: $(VENV)/.synced
 	$(VENV)/bin/ruff check .

@@ -10,9 +10,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-import pytest
-
 from deployments.stack import free_port
+from tests.requirements import require
 
 USER = DATABASE = "prefect"
 
@@ -23,12 +22,11 @@ def _as_postgres_user(argv: list[str]) -> list[str]:
 
 
 def require_postgres_binaries() -> None:
-    """Skip without PostgreSQL binaries, except in CI, where the variant must run."""
-    if shutil.which("initdb") and shutil.which("pg_ctl"):
-        return
-    if os.environ.get("CI") == "true":
-        pytest.fail("CI=true but initdb/pg_ctl are not installed: the PostgreSQL tests must run")
-    pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
+    require(
+        bool(shutil.which("initdb") and shutil.which("pg_ctl")),
+        "the PostgreSQL server (initdb, pg_ctl)",
+        "apt-get install postgresql-15 and put /usr/lib/postgresql/15/bin on PATH",
+    )
 
 
 class PostgresCluster:

@@ -1,0 +1,16 @@
+"""Machine prerequisites of some test kinds: skipped with the reason where missing, except in
+CI (CI=true), where every kind must run."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+
+def require(available: bool, what: str, install_hint: str) -> None:
+    if available:
+        return
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true but {what} is not installed ({install_hint}): these tests must run")
+    pytest.skip(f"{what} is not installed ({install_hint})")
