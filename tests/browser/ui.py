@@ -36,7 +36,12 @@ class PrefectUi:
         """From the deployments list, open a deployment the way a user finds it."""
         self.open("/deployments")
         row = self.page.locator("tr", has_text=deployment_name).filter(has_text=flow_name)
-        row.get_by_role("link", name=deployment_name, exact=True).click()
+        # The row also links to the flow, whose name can equal the deployment's: pick the
+        # link that leads to a deployment page.
+        deployment_link = row.locator("a[href*='/deployments/deployment/']")
+        deployment_link.filter(
+            has_text=re.compile(rf"^\s*{re.escape(deployment_name)}\s*$")
+        ).click()
         expect(self.page).to_have_url(re.compile(r"/deployments/deployment/[0-9a-f-]+"))
 
     def choose_run(self, kind: str) -> None:
