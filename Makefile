@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 export DO_NOT_TRACK := 1
 
-.PHONY: up down status test lint format clean
+.PHONY: up down status test soak lint format clean
 
 $(UV):
 	python3 -m pip install --user --quiet "uv==0.13.9"  # the version uv.lock was written with
@@ -28,6 +28,11 @@ test: $(VENV)/.synced  ## unit, integrity, end-to-end and browser tests against 
 	scripts/install-test-tools
 	# Debian installs the PostgreSQL server binaries off PATH.
 	PATH="$$PATH:/usr/lib/postgresql/15/bin" $(VENV)/bin/pytest
+
+soak: $(VENV)/.synced  ## 300 runs through 2 workers on PostgreSQL; the report goes to results/
+	scripts/install-test-tools
+	SOAK_RUNS=300 SOAK_WORKERS=2 PATH="$$PATH:/usr/lib/postgresql/15/bin" \
+		$(VENV)/bin/pytest --timeout 2400 tests/reliability/test_exactly_once.py
 
 lint: $(VENV)/.synced
 	$(VENV)/bin/ruff check .

@@ -25,9 +25,12 @@ class PoolConflict(RuntimeError):
     """A pool of that name exists with another worker type."""
 
 
-async def ensure_pool(name: str = settings.WORK_POOL_NAME) -> str:
+async def ensure_pool(
+    name: str = settings.WORK_POOL_NAME,
+    concurrency_limit: int | None = settings.POOL_CONCURRENCY_LIMIT,
+) -> str:
     """Create the pool, or bring an existing process pool's settings in line. Returns 'created'
-    or 'updated'."""
+    or 'updated'. Without a `concurrency_limit` an existing pool keeps the one it has."""
     async with get_client() as client:
         try:
             existing = await client.read_work_pool(name)
@@ -38,6 +41,7 @@ async def ensure_pool(name: str = settings.WORK_POOL_NAME) -> str:
                     type=settings.WORK_POOL_TYPE,
                     description=POOL_DESCRIPTION,
                     base_job_template=ProcessWorker.get_default_base_job_template(),
+                    concurrency_limit=concurrency_limit,
                 )
             )
             return "created"
@@ -47,7 +51,8 @@ async def ensure_pool(name: str = settings.WORK_POOL_NAME) -> str:
                 f"{settings.WORK_POOL_TYPE!r}; nothing was changed. Choose another name with "
                 f"{settings.POOL_NAME_ENV}=..., or delete that pool first."
             )
-        await client.update_work_pool(name, WorkPoolUpdate(description=POOL_DESCRIPTION))
+        limit = {} if concurrency_limit is None else {"concurrency_limit": concurrency_limit}
+        await client.update_work_pool(name, WorkPoolUpdate(description=POOL_DESCRIPTION, **limit))
         return "updated"
 
 

@@ -19,6 +19,7 @@ from prefect.client.schemas.actions import (
     DeploymentScheduleUpdate,
     DeploymentUpdate,
 )
+from prefect.client.schemas.objects import ConcurrencyOptions
 from prefect.client.schemas.schedules import IntervalSchedule
 from prefect.exceptions import ObjectNotFound
 from prefect.flows import load_flow_from_entrypoint
@@ -26,6 +27,7 @@ from prefect.utilities.callables import parameter_schema
 
 from deployments import settings
 from deployments.spec import DeploymentSpec, SpecError, load_deployments, pull_steps
+from deployments.strict_parameters import strict
 
 ScheduleAction = TypeVar("ScheduleAction", DeploymentScheduleCreate, DeploymentScheduleUpdate)
 
@@ -39,12 +41,18 @@ async def _register_one(
         description=spec.description,
         tags=spec.tags,
         parameters=spec.parameters,
-        parameter_openapi_schema=parameter_schema(flow).model_dump(exclude_unset=True),
+        parameter_openapi_schema=strict(parameter_schema(flow).model_dump(exclude_unset=True)),
         enforce_parameter_schema=spec.enforce_parameter_schema,
         entrypoint=spec.entrypoint,
         work_pool_name=pool_name,
         job_variables=spec.job_variables,
         pull_steps=steps,
+        concurrency_limit=spec.concurrency.limit if spec.concurrency else None,
+        concurrency_options=(
+            ConcurrencyOptions(collision_strategy=spec.concurrency.collision_strategy)
+            if spec.concurrency
+            else None
+        ),
     )
     try:
         existing = await client.read_deployment_by_name(f"{flow.name}/{spec.name}")

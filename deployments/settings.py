@@ -11,6 +11,16 @@ import os
 import tomllib
 from pathlib import Path
 
+
+def _whole_number_env(name: str, default: int | None) -> int | None:
+    raw = os.environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"{name} must be a whole number of at least 1, not {raw!r}")
+    return int(raw)
+
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PREFECT_YAML = REPO_ROOT / "prefect.yaml"
 PREFECT_TOML = REPO_ROOT / "prefect.toml"
@@ -43,12 +53,36 @@ NO_TELEMETRY_ENV = {
     "PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT": "false",
 }
 
+# Zombie detection (deployments/automations.py). Every flow-run process sends a heartbeat event
+# this often (Prefect's minimum is 30 s, its default 180 s); a run that sends none for
+# ZOMBIE_AFTER_S, three missed heartbeats so one late beat is not a crash, is marked CRASHED.
+FLOW_HEARTBEAT_S = 30
+ZOMBIE_AFTER_S = 3 * FLOW_HEARTBEAT_S
+
+# Server tuning. A run held back by a deployment concurrency limit (collision strategy ENQUEUE)
+# is rescheduled this far ahead; Prefect's default of 30 s leaves a freed slot idle for up to 30 s.
+SERVER_ENV = {
+    "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": "5",
+}
+
 # Worker tuning. Prefect's default polls every 10 s; 2 s keeps pickup fast without making the
-# embedded SQLite server busy.
+# embedded SQLite server busy. The flow-run processes inherit the worker's environment, so the
+# heartbeat setting goes here too.
 WORKER_ENV = {
     "PREFECT_WORKER_QUERY_SECONDS": "2",
     "PREFECT_WORKER_PREFETCH_SECONDS": "10",
+    "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(FLOW_HEARTBEAT_S),
 }
+
+# How many flow runs one worker runs at once. Prefect's default is no limit: a worker then takes
+# every scheduled run it sees, leaving none to the pool's other workers, and a burst makes a small
+# machine thrash. Each run is a process of its own (about 2 s of CPU to start).
+WORKER_LIMIT = _whole_number_env("WORKER_LIMIT", 4)
+
+# Optional: at most this many runs at once across the whole pool, whatever the number of workers.
+# Unset, the pool has no limit; `python -m deployments.pool` applies it.
+POOL_CONCURRENCY_LIMIT_ENV = "POOL_CONCURRENCY_LIMIT"
+POOL_CONCURRENCY_LIMIT = _whole_number_env(POOL_CONCURRENCY_LIMIT_ENV, None)
 
 # How long `make up` and the tests wait for a process to become healthy or to stop.
 STARTUP_TIMEOUT_S = 90.0

@@ -25,6 +25,12 @@ class ScheduleSpec:
 
 
 @dataclass(frozen=True)
+class ConcurrencySpec:
+    limit: int
+    collision_strategy: str  # ENQUEUE or CANCEL_NEW, as Prefect names them
+
+
+@dataclass(frozen=True)
 class DeploymentSpec:
     name: str
     entrypoint: str
@@ -35,6 +41,7 @@ class DeploymentSpec:
     enforce_parameter_schema: bool
     job_variables: dict[str, Any]
     schedules: list[ScheduleSpec] = field(default_factory=list)
+    concurrency: ConcurrencySpec | None = None
 
     @property
     def entrypoint_path(self) -> Path:
@@ -71,6 +78,19 @@ def _schedule(where: str, item: dict[str, Any]) -> ScheduleSpec:
     )
 
 
+def _concurrency(where: str, item: Any) -> ConcurrencySpec | None:
+    if item is None:
+        return None
+    if isinstance(item, int):
+        return ConcurrencySpec(limit=item, collision_strategy="ENQUEUE")
+    if not isinstance(item, dict) or not isinstance(item.get("limit"), int):
+        raise SpecError(f"{where}: needs `limit` (an integer) and optional `collision_strategy`")
+    strategy = item.get("collision_strategy", "ENQUEUE")
+    if strategy not in ("ENQUEUE", "CANCEL_NEW"):
+        raise SpecError(f"{where}.collision_strategy: ENQUEUE or CANCEL_NEW, not {strategy!r}")
+    return ConcurrencySpec(limit=item["limit"], collision_strategy=strategy)
+
+
 def load_deployments(path: Path = settings.PREFECT_YAML) -> list[DeploymentSpec]:
     specs = []
     for index, item in enumerate(load_raw(path)["deployments"]):
@@ -90,6 +110,9 @@ def load_deployments(path: Path = settings.PREFECT_YAML) -> list[DeploymentSpec]
                         _schedule(f"{where}.schedules[{i}]", schedule)
                         for i, schedule in enumerate(item.get("schedules") or [])
                     ],
+                    concurrency=_concurrency(
+                        f"{where}.concurrency_limit", item.get("concurrency_limit")
+                    ),
                 )
             )
         except KeyError as exc:

@@ -93,6 +93,7 @@ class LocalStack:
         env = {
             **os.environ,
             **settings.NO_TELEMETRY_ENV,
+            **settings.SERVER_ENV,
             **settings.WORKER_ENV,
             "PREFECT_HOME": str(self.state_dir / "home"),
             "PREFECT_API_URL": self.api_url,
@@ -201,16 +202,25 @@ class LocalStack:
         self.run_cli(sys.executable, "-m", "deployments.pool", self.pool_name)
 
     def deploy(self) -> subprocess.CompletedProcess[str]:
-        return self.run_cli(PREFECT, "--no-prompt", "deploy", "--all")
+        # prefect.yaml, its entrypoints and the pool are checked first: a broken file stops here
+        # with its field named, before the server changes (`prefect deploy` would only warn).
+        self.run_cli(sys.executable, "-m", "deployments.check")
+        deployed = self.run_cli(PREFECT, "--no-prompt", "deploy", "--all")
+        self.run_cli(sys.executable, "-m", "deployments.strict_parameters")
+        return deployed
+
+    def apply_automations(self) -> None:
+        self.run_cli(sys.executable, "-m", "deployments.automations")
+
+    def worker_command(self, name: str | None = None) -> list[str]:
+        command = [PREFECT, "worker", "start", "--pool", self.pool_name, "--type", "process"]
+        command += ["--limit", str(settings.WORKER_LIMIT)]
+        return command + (["--name", name] if name else [])
 
     def start_worker(self) -> None:
         if self.worker.is_running():
             return
-        self.worker.start(
-            [PREFECT, "worker", "start", "--pool", self.pool_name, "--type", "process"],
-            self.worker_env,
-            cwd=settings.REPO_ROOT,
-        )
+        self.worker.start(self.worker_command(), self.worker_env, cwd=settings.REPO_ROOT)
         if not wait_for(self._worker_up_or_exited, settings.STARTUP_TIMEOUT_S):
             raise StackError(
                 f"the worker did not report to pool {self.pool_name!r} within "
@@ -229,6 +239,7 @@ class LocalStack:
         self.start_server()
         self.create_pool()
         self.deploy()
+        self.apply_automations()
         if with_worker:
             self.start_worker()
 

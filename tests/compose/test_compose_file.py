@@ -91,6 +91,10 @@ def test_worker_uses_the_tuned_settings(services) -> None:
     env = services["worker"]["environment"]
     assert {key: env[key] for key in settings.WORKER_ENV} == settings.WORKER_ENV
     assert "--with-healthcheck" in services["worker"]["command"]
+    assert f"--limit {settings.WORKER_LIMIT} " in services["worker"]["command"]
+    server = services["prefect-server"]["environment"]
+    assert {key: server[key] for key in settings.SERVER_ENV} == settings.SERVER_ENV
+    assert services["deploy"]["environment"][settings.POOL_CONCURRENCY_LIMIT_ENV] == ""
     assert services["worker"]["restart"] == "unless-stopped"
 
 

@@ -5,10 +5,18 @@ from __future__ import annotations
 import sys
 
 import pytest
+from prefect.client.schemas.filters import (
+    DeploymentFilter,
+    DeploymentFilterId,
+    FlowRunFilter,
+    FlowRunFilterState,
+    FlowRunFilterStateType,
+)
+from prefect.client.schemas.objects import StateType
 
 from deployments.spec import load_deployments
 from deployments.stack import LocalStack
-from tests.live_stack import new_stack, stack_client
+from tests.live_stack import new_stack, stack_client, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -27,6 +35,9 @@ def snapshot(stack: LocalStack) -> dict[str, dict]:
         data = deployment.model_dump(mode="json", exclude=VOLATILE)
         data["flow_name"] = flows[deployment.flow_id]
         data["labels"].pop("prefect.flow.id")  # server-assigned, like flow_id
+        if data["global_concurrency_limit"]:  # its name holds the deployment id
+            for key in (*VOLATILE_SCHEDULE, "name"):
+                data["global_concurrency_limit"].pop(key, None)
         for schedule in data["schedules"]:
             for key in VOLATILE_SCHEDULE:
                 schedule.pop(key)
@@ -42,13 +53,29 @@ def ids_and_schedules(api) -> dict[str, tuple]:
     return result
 
 
-def test_second_deploy_keeps_ids_and_a_single_schedule(live_stack, api) -> None:
+def scheduled_start_times(api) -> list:
+    deployment = api.read_deployment_by_name("say-hello/greeting-schedule")
+    runs = api.read_flow_runs(
+        deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])),
+        flow_run_filter=FlowRunFilter(
+            state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED]))
+        ),
+    )
+    return sorted(run.expected_start_time for run in runs)
+
+
+def test_three_more_deploys_keep_ids_one_schedule_and_no_duplicate_runs(live_stack, api) -> None:
     before = ids_and_schedules(api)
-    live_stack.deploy()
+    for _ in range(3):
+        live_stack.deploy()
     after = ids_and_schedules(api)
     assert after == before
     assert len(after["greeting-schedule"][1]) == 1
     assert set(after) == {spec.name for spec in load_deployments()}
+    # The scheduler (re)fills upcoming runs; none may be doubled by the redeploys.
+    starts = wait_until(lambda: scheduled_start_times(api), 90, "upcoming scheduled runs")
+    gaps = [(b - a).total_seconds() for a, b in zip(starts, starts[1:], strict=False)]
+    assert all(gap >= 300 for gap in gaps), f"runs closer than the 300 s interval: {starts}"
 
 
 def test_python_registration_gives_the_same_state_as_the_cli(live_stack, tmp_path_factory) -> None:

@@ -1,0 +1,94 @@
+"""Automations kept in the repository and applied idempotently: `python -m deployments.automations`.
+
+`make up` and the compose `deploy` service run it after `prefect deploy --all`. Each automation
+is found by name: created when missing, updated in place when present, duplicates removed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from datetime import timedelta
+from uuid import UUID
+
+from prefect.client.orchestration import PrefectClient, get_client
+from prefect.client.schemas.objects import StateType
+from prefect.events.actions import ChangeFlowRunState
+from prefect.events.schemas.automations import AutomationCore, EventTrigger, Posture
+from prefect.events.schemas.events import ResourceSpecification
+
+from deployments import settings
+
+ZOMBIE_AUTOMATION_NAME = "crash-zombie-flow-runs"
+
+
+def zombie_flow_runs() -> AutomationCore:
+    """Prefect's documented zombie detection for self-hosted servers: a flow run that stops
+    sending heartbeats (its process or machine died) without reaching a final state is marked
+    CRASHED, so it cannot stay RUNNING forever."""
+    return AutomationCore(
+        name=ZOMBIE_AUTOMATION_NAME,
+        description=(
+            f"Mark a flow run CRASHED when it sends no heartbeat for {settings.ZOMBIE_AFTER_S} s "
+            f"(heartbeats every {settings.FLOW_HEARTBEAT_S} s)."
+        ),
+        trigger=EventTrigger(
+            after={"prefect.flow-run.heartbeat"},
+            expect={
+                "prefect.flow-run.heartbeat",
+                "prefect.flow-run.Completed",
+                "prefect.flow-run.Failed",
+                "prefect.flow-run.Cancelled",
+                "prefect.flow-run.Crashed",
+            },
+            match=ResourceSpecification({"prefect.resource.id": ["prefect.flow-run.*"]}),
+            for_each={"prefect.resource.id"},
+            posture=Posture.Proactive,
+            threshold=1,
+            within=timedelta(seconds=settings.ZOMBIE_AFTER_S),
+        ),
+        actions=[
+            ChangeFlowRunState(
+                state=StateType.CRASHED,
+                message=(
+                    f"No heartbeat for {settings.ZOMBIE_AFTER_S} s: the flow-run process or its "
+                    "machine stopped without reporting a final state."
+                ),
+            )
+        ],
+    )
+
+
+def repository_automations() -> list[AutomationCore]:
+    return [zombie_flow_runs()]
+
+
+async def _apply_one(client: PrefectClient, automation: AutomationCore) -> UUID:
+    existing = await client.read_automations_by_name(automation.name)
+    if not existing:
+        return await client.create_automation(automation)
+    keep, *duplicates = existing
+    await client.update_automation(keep.id, automation)
+    for duplicate in duplicates:
+        await client.delete_automation(duplicate.id)
+    return keep.id
+
+
+async def apply_automations() -> dict[str, UUID]:
+    async with get_client() as client:
+        return {a.name: await _apply_one(client, a) for a in repository_automations()}
+
+
+def main() -> int:
+    try:
+        applied = asyncio.run(apply_automations())
+    except Exception as exc:  # the API's answer, e.g. unreachable server or bad credentials
+        print(f"error: could not apply the automations: {exc}", file=sys.stderr)
+        return 1
+    for name, automation_id in applied.items():
+        print(f"automation {name!r} applied ({automation_id})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

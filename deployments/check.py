@@ -1,0 +1,67 @@
+"""Check prefect.yaml and the server before anything is deployed.
+
+    python -m deployments.check [PREFECT_YAML]   (entrypoints resolve from the repository root)
+
+`prefect deploy --all` skips a prefect.yaml it cannot parse with only a warning, and fails late
+on a wrong entrypoint. `make up` and the compose `deploy` service run this first, so a broken
+file, an entrypoint that does not exist or a missing work pool stop the deploy with a message
+naming the file and field, and nothing on the server changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+from prefect.client.orchestration import get_client
+from prefect.exceptions import ObjectNotFound
+from prefect.flows import load_flow_from_entrypoint
+
+from deployments import settings
+from deployments.spec import SpecError, load_deployments
+
+
+def check_spec(path: Path = settings.PREFECT_YAML) -> list[str]:
+    """Every deployment's entrypoint exists and names a flow; return the deployment names."""
+    names = []
+    for index, spec in enumerate(load_deployments(path)):
+        where = f"{path.name}: deployments[{index}].entrypoint ({spec.entrypoint!r})"
+        if ":" not in spec.entrypoint:
+            raise SpecError(f"{where}: expected 'path/to/file.py:flow_function'")
+        if not spec.entrypoint_path.is_file():
+            raise SpecError(f"{where}: no such file {spec.entrypoint_path}")
+        try:
+            # Raises for an import error, a missing name, or a function that is not a @flow.
+            load_flow_from_entrypoint(f"{spec.entrypoint_path}:{spec.flow_function}")
+        except Exception as exc:
+            raise SpecError(f"{where}: cannot be loaded: {exc}") from exc
+        names.append(spec.name)
+    return names
+
+
+async def check_pool(name: str) -> None:
+    async with get_client() as client:
+        try:
+            await client.read_work_pool(name)
+        except ObjectNotFound:
+            raise SpecError(
+                f"work pool {name!r} does not exist on {client.api_url}: create it with "
+                f"`python -m deployments.pool {name}` (or set {settings.POOL_NAME_ENV})"
+            ) from None
+
+
+def main(argv: list[str]) -> int:
+    path = Path(argv[0]) if argv else settings.PREFECT_YAML
+    try:
+        names = check_spec(path)
+        asyncio.run(check_pool(settings.WORK_POOL_NAME))
+    except SpecError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{path.name} OK: {', '.join(names)} on pool {settings.WORK_POOL_NAME!r}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

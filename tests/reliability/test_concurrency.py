@@ -1,0 +1,84 @@
+"""A burst of compute-squares triggers: the deployment concurrency limit from prefect.yaml holds
+at every moment, and every run still completes (collision strategy ENQUEUE: none is dropped)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import pytest
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterId,
+)
+from prefect.client.schemas.objects import StateType
+
+from deployments import settings
+from deployments.spec import load_deployments
+from tests.live_stack import unique, wait_until
+from tests.reports import report
+
+pytestmark = [pytest.mark.e2e, pytest.mark.parametrize("live_stack", ["sqlite"], indirect=True)]
+
+BURST = 20
+# A slot is held from PENDING (the worker is starting the process) until a final state.
+HOLDING_A_SLOT = {StateType.PENDING, StateType.RUNNING}
+
+
+def test_burst_respects_the_deployment_concurrency_limit(api) -> None:
+    (spec,) = [s for s in load_deployments() if s.name == "compute-squares"]
+    assert spec.concurrency and spec.concurrency.collision_strategy == "ENQUEUE"
+    deployment = api.read_deployment_by_name("compute-squares/compute-squares")
+    assert deployment.global_concurrency_limit.limit == spec.concurrency.limit
+
+    ids = [
+        api.create_flow_run_from_deployment(deployment.id, parameters={"numbers": [i]}).id
+        for i in range(BURST)
+    ]
+    only_these = FlowRunFilter(id=FlowRunFilterId(any_=ids))
+    peak, samples = 0, 0
+
+    def all_final_while_sampling():
+        nonlocal peak, samples
+        runs = api.read_flow_runs(flow_run_filter=only_these, limit=BURST)
+        peak = max(peak, sum(run.state.type in HOLDING_A_SLOT for run in runs))
+        samples += 1
+        return runs if all(run.state.is_final() for run in runs) else None
+
+    started = time.monotonic()
+    runs = wait_until(all_final_while_sampling, 600, f"{BURST} runs to finish", interval_s=0.25)
+    figures = {"runs": BURST, "limit": spec.concurrency.limit, "peak_running": peak}
+    figures |= {"samples": samples, "elapsed_s": round(time.monotonic() - started)}
+    report("concurrency-burst", figures)
+    assert peak <= spec.concurrency.limit
+    assert peak == spec.concurrency.limit, "the burst never reached the limit: not exercised"
+    assert sorted(run.state.type for run in runs) == [StateType.COMPLETED] * BURST
+
+
+def _ensure_pool(live_stack, name: str, **env: str):
+    return subprocess.run(
+        [sys.executable, "-m", "deployments.pool", name],
+        env={**live_stack.env, **env},
+        cwd=settings.REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_the_optional_pool_concurrency_limit(live_stack, api) -> None:
+    name = unique("limited-pool")
+    limit_env = settings.POOL_CONCURRENCY_LIMIT_ENV
+    try:
+        refused = _ensure_pool(live_stack, name, **{limit_env: "many"})
+        assert refused.returncode != 0
+        assert f"{limit_env} must be a whole number" in refused.stderr
+        assert name not in {pool.name for pool in api.read_work_pools()}, "changed nothing"
+
+        assert _ensure_pool(live_stack, name, **{limit_env: "3"}).returncode == 0
+        assert api.read_work_pool(name).concurrency_limit == 3
+        assert _ensure_pool(live_stack, name, **{limit_env: ""}).returncode == 0
+        assert api.read_work_pool(name).concurrency_limit == 3, "unset keeps the pool's limit"
+    finally:
+        api.delete_work_pool(name)

@@ -1,0 +1,72 @@
+"""A worker and its flow-run process killed with SIGKILL mid-run: the zombie automation marks the
+run CRASHED within the documented window, and a new worker runs new work normally."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import pytest
+from prefect.client.schemas.objects import StateType
+
+from deployments import settings
+from deployments.automations import ZOMBIE_AUTOMATION_NAME
+from tests.live_stack import run_deployment_and_wait, wait_for_final_state, wait_until
+from tests.reports import report
+
+pytestmark = [pytest.mark.e2e, pytest.mark.parametrize("live_stack", ["sqlite"], indirect=True)]
+
+
+def _heartbeats(api, flow_run_id) -> list[dict]:
+    response = api._client.post(
+        "/events/filter",
+        json={
+            "filter": {
+                "event": {"name": ["prefect.flow-run.heartbeat"]},
+                "resource": {"id": [f"prefect.flow-run.{flow_run_id}"]},
+            }
+        },
+    )
+    response.raise_for_status()
+    return response.json()["events"]
+
+
+def test_the_zombie_automation_is_applied_once(api, live_stack) -> None:
+    live_stack.apply_automations()  # a second apply, as a second `make up` does
+    (automation,) = api.read_automations_by_name(ZOMBIE_AUTOMATION_NAME)
+    assert automation.enabled
+    assert automation.trigger.within.total_seconds() == settings.ZOMBIE_AFTER_S
+    assert settings.ZOMBIE_AFTER_S >= 3 * settings.FLOW_HEARTBEAT_S
+
+
+def test_killed_worker_and_flow_run_become_crashed(api, live_stack, slow_deployment) -> None:
+    flow_run = api.create_flow_run_from_deployment(slow_deployment.id, parameters={"seconds": 600})
+
+    def running_with_pid():
+        run = api.read_flow_run(flow_run.id)
+        return run if run.state.type == StateType.RUNNING and run.infrastructure_pid else None
+
+    run = wait_until(running_with_pid, 120, "the slow run to be RUNNING")
+    # The automation arms on the first heartbeat, which the engine sends as the run starts.
+    wait_until(lambda: _heartbeats(api, flow_run.id), 30, "the run's first heartbeat event")
+
+    flow_run_pid = int(run.infrastructure_pid.rsplit(":", 1)[-1])
+    os.kill(live_stack.worker.pid, signal.SIGKILL)
+    os.kill(flow_run_pid, signal.SIGKILL)
+    killed_at = time.monotonic()
+    wait_until(lambda: not live_stack.worker.is_running(), 10, "the killed worker to be gone")
+
+    # The automation's window, plus the server's evaluation period and the event pipeline.
+    crashed = wait_for_final_state(api, flow_run.id, timeout_s=settings.ZOMBIE_AFTER_S + 60)
+    detected_after_s = time.monotonic() - killed_at
+    assert crashed.state.type == StateType.CRASHED, crashed.state
+    assert "heartbeat" in (crashed.state.message or ""), crashed.state.message
+    report(
+        "zombie-detection",
+        {"crashed_after_s": round(detected_after_s), "window_s": settings.ZOMBIE_AFTER_S},
+    )
+
+    live_stack.start_worker()  # a new worker, as a supervisor would start it
+    after = run_deployment_and_wait(api, "compute-squares/compute-squares", {"numbers": [3]})
+    assert after.state.type == StateType.COMPLETED, after.state.message
