@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 export DO_NOT_TRACK := 1
 
-.PHONY: up down status test soak lint format clean
+.PHONY: up down status test reliability soak lint format clean
 
 $(UV):
 	python3 -m pip install --user --quiet "uv==0.13.9"  # the version uv.lock was written with
@@ -29,7 +29,13 @@ test: $(VENV)/.synced  ## unit, integrity, end-to-end and browser tests against 
 	# Debian installs the PostgreSQL server binaries off PATH.
 	PATH="$$PATH:/usr/lib/postgresql/15/bin" $(VENV)/bin/pytest
 
-soak: $(VENV)/.synced  ## 300 runs through 2 workers on PostgreSQL; the report goes to results/
+# The exactly-once test at full size (make test runs 12 runs through 2 workers); reports in results/.
+reliability: $(VENV)/.synced  ## 50 runs at once through 3 workers on PostgreSQL (CI runs it)
+	scripts/install-test-tools
+	SOAK_RUNS=50 SOAK_WORKERS=3 PATH="$$PATH:/usr/lib/postgresql/15/bin" \
+		$(VENV)/bin/pytest tests/reliability/test_exactly_once.py
+
+soak: $(VENV)/.synced  ## 300 runs through 2 workers on PostgreSQL
 	scripts/install-test-tools
 	SOAK_RUNS=300 SOAK_WORKERS=2 PATH="$$PATH:/usr/lib/postgresql/15/bin" \
 		$(VENV)/bin/pytest --timeout 2400 tests/reliability/test_exactly_once.py

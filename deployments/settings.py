@@ -84,6 +84,10 @@ WORKER_LIMIT = _whole_number_env("WORKER_LIMIT", 4)
 POOL_CONCURRENCY_LIMIT_ENV = "POOL_CONCURRENCY_LIMIT"
 POOL_CONCURRENCY_LIMIT = _whole_number_env(POOL_CONCURRENCY_LIMIT_ENV, None)
 
+# The worker's health endpoint (Prefect's `--with-healthcheck`), on loopback, polled by
+# deployments/worker_supervisor.py, which restarts a worker that stays unhealthy.
+WORKER_HEALTH_PORT = _whole_number_env("WORKER_HEALTH_PORT", 4201)
+
 # How long `make up` and the tests wait for a process to become healthy or to stop.
 STARTUP_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 15.0

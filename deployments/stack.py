@@ -68,6 +68,7 @@ class LocalStack:
         extra_env: Mapping[str, str] | None = None,
         flow_code_dir: Path | None = settings.REPO_ROOT,
         auth_string: str | None = None,
+        worker_health_port: int = settings.WORKER_HEALTH_PORT,
     ) -> None:
         self.state_dir = Path(state_dir)
         self.host = host
@@ -78,6 +79,7 @@ class LocalStack:
         self._extra_env = dict(extra_env or {})
         self.flow_code_dir = flow_code_dir
         self.auth_string = auth_string
+        self.worker_health_port = worker_health_port
 
     @property
     def api_url(self) -> str:
@@ -212,15 +214,28 @@ class LocalStack:
     def apply_automations(self) -> None:
         self.run_cli(sys.executable, "-m", "deployments.automations")
 
+    def worker_args(self, name: str | None = None) -> list[str]:
+        """The options of `prefect worker start` for this stack's pool."""
+        args = ["--pool", self.pool_name, "--type", "process"]
+        args += ["--limit", str(settings.WORKER_LIMIT)]
+        return args + (["--name", name] if name else [])
+
     def worker_command(self, name: str | None = None) -> list[str]:
-        command = [PREFECT, "worker", "start", "--pool", self.pool_name, "--type", "process"]
-        command += ["--limit", str(settings.WORKER_LIMIT)]
-        return command + (["--name", name] if name else [])
+        """A bare worker, as users start more of them on other machines."""
+        return [PREFECT, "worker", "start", *self.worker_args(name)]
 
     def start_worker(self) -> None:
+        """The stack's own worker, run by deployments/worker_supervisor.py, which restarts it
+        when it exits or its health endpoint (on loopback) stays unhealthy."""
         if self.worker.is_running():
             return
-        self.worker.start(self.worker_command(), self.worker_env, cwd=settings.REPO_ROOT)
+        supervised = [sys.executable, "-m", "deployments.worker_supervisor", *self.worker_args()]
+        env = {
+            **self.worker_env,
+            "PREFECT_WORKER_WEBSERVER_HOST": "127.0.0.1",
+            "PREFECT_WORKER_WEBSERVER_PORT": str(self.worker_health_port),
+        }
+        self.worker.start(supervised, env, cwd=settings.REPO_ROOT)
         if not wait_for(self._worker_up_or_exited, settings.STARTUP_TIMEOUT_S):
             raise StackError(
                 f"the worker did not report to pool {self.pool_name!r} within "

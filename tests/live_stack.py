@@ -46,6 +46,7 @@ def new_stack(
         state_dir=tmp_path_factory.mktemp(name),
         port=free_port(),
         pool_name=pool_name or unique(f"{name}-pool"),
+        worker_health_port=free_port(),
         **kwargs,
     )
 

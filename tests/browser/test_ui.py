@@ -15,6 +15,10 @@ from tests.live_stack import run_artifacts, unique
 
 pytestmark = pytest.mark.e2e
 
+# The runs through the UI on the stack `make up` starts; the PostgreSQL stack (basic auth on, as
+# in production) is used for the login test below.
+on_the_make_up_stack = pytest.mark.parametrize("live_stack", ["sqlite"], indirect=True)
+
 
 def _runs_of(api, full_name: str) -> list:
     deployment = api.read_deployment_by_name(full_name)
@@ -23,6 +27,7 @@ def _runs_of(api, full_name: str) -> list:
     )
 
 
+@on_the_make_up_stack
 def test_deployments_page_shows_the_five_minute_schedule(ui: PrefectUi) -> None:
     ui.open("/deployments")
     greeting_row = ui.page.locator("tr", has_text="greeting-schedule")
@@ -36,6 +41,7 @@ def test_deployments_page_shows_the_five_minute_schedule(ui: PrefectUi) -> None:
     ui.shot("greeting-schedule")
 
 
+@on_the_make_up_stack
 def test_custom_run_greets_browser_in_its_logs(ui: PrefectUi, api) -> None:
     run_name = unique("browser-run")
     ui.open_deployment("say-hello", "greeting-schedule")
@@ -63,6 +69,7 @@ def test_custom_run_greets_browser_in_its_logs(ui: PrefectUi, api) -> None:
     assert "Hello, Browser!" in run_artifacts(api, run.id)["greeting"].data
 
 
+@on_the_make_up_stack
 def test_quick_run_of_compute_squares_completes_with_artifacts(ui: PrefectUi, api) -> None:
     ui.open_deployment("compute-squares", "compute-squares")
     ui.choose_run("Quick run")
@@ -90,6 +97,7 @@ def test_quick_run_of_compute_squares_completes_with_artifacts(ui: PrefectUi, ap
     assert [row["square"] for row in table] == [4, 16, 36]
 
 
+@on_the_make_up_stack
 def test_a_word_for_a_number_is_refused_and_creates_no_run(ui: PrefectUi, api) -> None:
     runs_before = {run.id for run in _runs_of(api, "compute-squares/compute-squares")}
     ui.open_deployment("compute-squares", "compute-squares")

@@ -90,8 +90,9 @@ def test_worker_and_deploy_use_the_repository_pool_name(services) -> None:
 def test_worker_uses_the_tuned_settings(services) -> None:
     env = services["worker"]["environment"]
     assert {key: env[key] for key in settings.WORKER_ENV} == settings.WORKER_ENV
-    assert "--with-healthcheck" in services["worker"]["command"]
-    assert f"--limit {settings.WORKER_LIMIT} " in services["worker"]["command"]
+    command = services["worker"]["command"]
+    assert command.startswith("python -m deployments.worker_supervisor "), "supervised"
+    assert command.endswith(f" --limit {settings.WORKER_LIMIT}")
     server = services["prefect-server"]["environment"]
     assert {key: server[key] for key in settings.SERVER_ENV} == settings.SERVER_ENV
     assert services["deploy"]["environment"][settings.POOL_CONCURRENCY_LIMIT_ENV] == ""

@@ -127,3 +127,10 @@ def read_markers(directory: Path) -> dict[str, list[str]]:
     for marker in directory.iterdir():
         executions[marker.name.split(".", 1)[0]].append(marker.read_text())
     return dict(executions)
+
+
+def supervised_worker_pid(stack: LocalStack) -> int | None:
+    """The worker that the stack's supervisor (its recorded worker process) runs as its child."""
+    supervisor = stack.worker.pid
+    children = Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split()
+    return int(children[0]) if children else None

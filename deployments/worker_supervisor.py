@@ -1,0 +1,139 @@
+"""Keep one process worker running and healthy: `python -m deployments.worker_supervisor ARGS`.
+
+Starts `prefect worker start ARGS --with-healthcheck`, polls the worker's own health endpoint
+(`/health` on PREFECT_WORKER_WEBSERVER_PORT) and restarts the worker when it exits, or when the
+endpoint stays unhealthy for UNHEALTHY_AFTER_S. Prefect reports a worker unhealthy when it has not
+polled its pool for 30 poll intervals (60 s with this repository's 2 s polling), e.g. when its
+loop hangs. Nothing else acts on that endpoint: Docker only labels a container unhealthy (it
+restarts containers that exit), and systemd does not poll HTTP.
+
+Only the worker process is restarted, not its process group: flow runs it already started keep
+running and report their own final state. SIGTERM or SIGINT stops the worker and the supervisor.
+`make up` and the compose `worker` service run the worker through this supervisor.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+
+from deployments import settings
+from deployments.stack import PREFECT, port_is_free
+
+HEALTH_PORT_ENV = "PREFECT_WORKER_WEBSERVER_PORT"  # Prefect's own setting, read by the worker
+
+CHECK_EVERY_S = 5.0
+# A worker needs a few seconds to import Prefect and bind its endpoint.
+START_GRACE_S = 60.0
+UNHEALTHY_AFTER_S = 30.0
+# After an early exit (server unreachable, bad pool name) wait longer each time, up to this.
+MAX_BACKOFF_S = 30.0
+
+
+def log(message: str) -> None:
+    print(f"worker-supervisor: {message}", file=sys.stderr, flush=True)
+
+
+def health_port() -> int:
+    return int(os.environ.get(HEALTH_PORT_ENV, "8080"))
+
+
+def worker_is_healthy(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/health", timeout=3).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+class Supervisor:
+    def __init__(self, worker_args: list[str]) -> None:
+        self.command = [PREFECT, "worker", "start", *worker_args, "--with-healthcheck"]
+        self.port = health_port()
+        self.worker: subprocess.Popen[bytes] | None = None
+        self.stopping = False
+        self.restarts = 0
+
+    def start_worker(self) -> None:
+        self.worker = subprocess.Popen(self.command, stdin=subprocess.DEVNULL)
+        log(f"started worker pid {self.worker.pid}: {' '.join(self.command[1:])}")
+
+    def stop_worker(self) -> int | None:
+        """SIGTERM the worker, SIGKILL it after STOP_TIMEOUT_S; its exit code."""
+        if self.worker is None:
+            return None
+        with contextlib.suppress(ProcessLookupError):
+            self.worker.terminate()
+        try:
+            return self.worker.wait(settings.STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            log(f"worker pid {self.worker.pid} ignored SIGTERM; killing it")
+            self.worker.kill()
+            return self.worker.wait()
+
+    def _stop(self, signum: int, _frame) -> None:
+        self.stopping = True
+
+    def watch_one_worker(self) -> str:
+        """Run one worker until it exits or stays unhealthy; say why it ended."""
+        self.start_worker()
+        started = time.monotonic()
+        healthy_at = started
+        seen_healthy = False
+        while not self.stopping:
+            code = self.worker.poll()
+            if code is not None:
+                return f"worker exited with code {code}"
+            now = time.monotonic()
+            if worker_is_healthy(self.port):
+                healthy_at, seen_healthy = now, True
+            elif now - healthy_at > (UNHEALTHY_AFTER_S if seen_healthy else START_GRACE_S):
+                code = self.stop_worker()
+                return f"worker unhealthy for {now - healthy_at:.0f} s (stopped, code {code})"
+            time.sleep(CHECK_EVERY_S if seen_healthy else 1.0)
+        return "stopping"
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._stop)
+        signal.signal(signal.SIGINT, self._stop)
+        backoff = 1.0
+        while not self.stopping:
+            started = time.monotonic()
+            reason = self.watch_one_worker()
+            if self.stopping:
+                break
+            self.restarts += 1
+            # A worker that ran for a while gets restarted at once; one that keeps failing early
+            # (server down, wrong pool) is retried ever more slowly.
+            backoff = (
+                1.0
+                if time.monotonic() - started > START_GRACE_S
+                else min(backoff * 2, MAX_BACKOFF_S)
+            )
+            log(f"{reason}; restart {self.restarts} in {backoff:.0f} s")
+            deadline = time.monotonic() + backoff
+            while not self.stopping and time.monotonic() < deadline:
+                time.sleep(0.2)
+        code = self.stop_worker()
+        log(f"stopped (worker exit code {code})")
+        return 0
+
+
+def main(argv: list[str]) -> int:
+    port = health_port()
+    if not port_is_free("127.0.0.1", port):
+        log(
+            f"error: port {port} for the worker's health endpoint is in use; choose another "
+            f"with {HEALTH_PORT_ENV}=<port>"
+        )
+        return 2
+    return Supervisor(argv).run()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
