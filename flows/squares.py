@@ -1,11 +1,12 @@
-"""Square numbers concurrently, one Prefect task per number.
+"""Square numbers concurrently as Prefect tasks: one task per number, or one per chunk.
 
-Run in-process: ``python -m flows.squares 2 4 6``.
+Run in-process: ``python -m flows.squares 2 4 6`` or ``python -m flows.squares --range 0 1000000``.
 """
 
 from __future__ import annotations
 
 import sys
+from typing import Annotated
 
 from prefect import flow, task
 from prefect.artifacts import (
@@ -14,12 +15,15 @@ from prefect.artifacts import (
     create_table_artifact,
     update_progress_artifact,
 )
+from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFutureList, as_completed
+from pydantic import Field
 
 from flows.reports import progress_checkpoints, squares_summary, squares_table
+from flows.squares_input import SquaresInput, SquaresInputError, plan_squares
 
 # Inputs at least this long get a progress bar in the UI, updated about PROGRESS_STEPS times.
-PROGRESS_MIN_NUMBERS = 50
+PROGRESS_MIN_TASKS = 50
 PROGRESS_STEPS = 20
 
 
@@ -28,38 +32,74 @@ def square_number(n: int) -> int:
     return n * n
 
 
-# No task timeout: sync tasks run in threads, where Prefect cannot interrupt them;
-# the flow timeout bounds the whole run instead.
-@task(retries=2, retry_delay_seconds=1)
+def square_numbers(numbers: range | list[int]) -> list[int]:
+    """Square a whole chunk: the plain loop that one chunk task runs."""
+    return [n * n for n in numbers]
+
+
+# NO_CACHE: squaring is cheaper than hashing a task's inputs and source for a cache key, which
+# Prefect's default policy does for every task run. No task timeout: sync tasks run in threads,
+# where Prefect cannot interrupt them; the flow timeout bounds the whole run instead.
+@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
 def square(n: int) -> int:
     """Square one number."""
     return square_number(n)
 
 
-@flow(retries=1, retry_delay_seconds=10, timeout_seconds=600, persist_result=True)
-def compute_squares(numbers: list[int]) -> list[int]:
-    """Square every number concurrently; the results keep the input order.
+@task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
+def square_chunk(numbers: range | list[int]) -> list[int]:
+    """Square one chunk of numbers."""
+    return square_numbers(numbers)
 
-    Publishes a table of (number, square) and a summary (count, sum, min, max) as artifacts,
-    and a progress bar while long inputs run.
+
+# No flow-level retries: the tasks retry on their own, and a retry of the whole flow would only
+# repeat a deterministic failure such as a bad combination of parameters.
+@flow(timeout_seconds=600, persist_result=True)
+def compute_squares(
+    numbers: list[int] | None = None,
+    start: int | None = None,
+    stop: int | None = None,
+    # The schema says `minimum: 1`, so the API refuses 0 before a run exists.
+    chunk_size: Annotated[int, Field(ge=1)] | None = None,
+) -> list[int]:
+    """Square `numbers`, or every number from `start` up to (not including) `stop`, concurrently;
+    the results keep the input order.
+
+    Give either `numbers` (one task per number, the tutorial's way) or a range, which runs one
+    task per chunk of `chunk_size` numbers (50,000 unless given). `chunk_size` also chunks a
+    `numbers` list. The API refuses parameters over 512 KB, about 60,000 inline numbers: use a
+    range for more. Publishes a table of (number, square), a summary (count, sum, min, max) and,
+    for 50 tasks or more, a progress bar.
     """
-    futures = square.map(numbers)
-    if len(numbers) >= PROGRESS_MIN_NUMBERS:
+    plan = plan_squares(numbers, start, stop, chunk_size)
+    if plan.chunks is None:
+        futures = square.map(plan.numbers)
+    else:
+        futures = PrefectFutureList([square_chunk.submit(chunk) for chunk in plan.chunks])
+    if len(futures) >= PROGRESS_MIN_TASKS:
         _report_progress(futures)
-    squares = futures.result()
+    squares = _flatten(futures.result()) if plan.chunks is not None else futures.result()
+    _publish_artifacts(plan, squares)
+    return squares
+
+
+def _flatten(chunks: list[list[int]]) -> list[int]:
+    return [square for chunk in chunks for square in chunk]
+
+
+def _publish_artifacts(plan: SquaresInput, squares: list[int]) -> None:
     create_table_artifact(
         key="squares-table",
-        table=squares_table(numbers, squares),
+        table=squares_table(plan.numbers, squares),
         description="Each number and its square",
     )
     create_markdown_artifact(
         key="squares-summary", markdown=squares_summary(squares), description="Summary"
     )
-    return squares
 
 
 def _report_progress(futures: PrefectFutureList) -> None:
-    """Move a progress artifact forward as the square tasks complete."""
+    """Move a progress artifact forward as the tasks complete."""
     artifact_id = create_progress_artifact(progress=0.0, description="Numbers squared")
     checkpoints = progress_checkpoints(len(futures), PROGRESS_STEPS)
     for done, _ in enumerate(as_completed(futures), start=1):
@@ -67,13 +107,31 @@ def _report_progress(futures: PrefectFutureList) -> None:
             update_progress_artifact(artifact_id, progress=100 * done / len(futures))
 
 
+USAGE = "usage: python -m flows.squares N [N ...] | --range START STOP [CHUNK_SIZE]"
+
+
+def parse_arguments(argv: list[str]) -> dict[str, object]:
+    """compute_squares' parameters from the command line; ValueError names what is wrong."""
+    if argv[:1] == ["--range"]:
+        if len(argv) not in (3, 4):
+            raise ValueError("--range takes START STOP and an optional CHUNK_SIZE")
+        start, stop, *chunk = (int(arg) for arg in argv[1:])
+        return {"start": start, "stop": stop, "chunk_size": chunk[0] if chunk else None}
+    return {"numbers": [int(arg) for arg in argv]}
+
+
 def main(argv: list[str]) -> int:
     try:
-        numbers = [int(arg) for arg in argv]
+        parameters = parse_arguments(argv)
     except ValueError as exc:
-        print(f"usage: python -m flows.squares N [N ...] (integers only): {exc}", file=sys.stderr)
+        print(f"{USAGE} (integers only): {exc}", file=sys.stderr)
         return 2
-    print(compute_squares(numbers))
+    try:
+        squares = compute_squares(**parameters)
+    except SquaresInputError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(squares if "numbers" in parameters else f"{len(squares)} squares, sum {sum(squares)}")
     return 0
 
 

@@ -39,13 +39,20 @@ def _run_ids(api, full_name: str) -> set:
     ("full_name", "parameters", "named"),
     [
         (SQUARES, {"numbers": ["two", 4]}, "'two' is not of type 'integer'"),
-        (SQUARES, {"numbers": "2, 4"}, "is not of type 'array'"),
+        (SQUARES, {"numbers": "2, 4"}, "field 'numbers'. Failure reason: '2, 4' is not valid"),
+        (SQUARES, {"numbers": [1], "chunk_size": 0}, "0 is less than the minimum of 1"),
         (SLOW_DEPLOYMENT, {}, "'seconds' is a required property"),
         # Refused thanks to deployments/strict_parameters.py; Prefect alone would accept it and
         # the run would crash in its process with only an exit code to show.
         (SQUARES, {"numbers": [1], "colour": "red"}, "'colour' was unexpected"),
     ],
-    ids=["word-for-number", "string-for-list", "missing-required", "unknown-parameter"],
+    ids=[
+        "word-for-number",
+        "string-for-list",
+        "zero-chunk-size",
+        "missing-required",
+        "unknown-parameter",
+    ],
 )
 def test_api_refuses_schema_violations_with_409(
     api, slow_deployment, full_name, parameters, named
