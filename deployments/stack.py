@@ -129,9 +129,12 @@ class LocalStack:
 
     @property
     def worker_env(self) -> dict[str, str]:
+        # prefect.yaml runs flows with `python -m prefect.engine`: `python` must be this one.
+        path = os.pathsep.join([str(Path(sys.executable).parent), self.env.get("PATH", "")])
+        env = {**self.env, "PATH": path}
         if self.flow_code_dir is None:
-            return self.env
-        return {**self.env, settings.FLOW_CODE_DIR_ENV: str(self.flow_code_dir)}
+            return env
+        return {**env, settings.FLOW_CODE_DIR_ENV: str(self.flow_code_dir)}
 
     # -- health ---------------------------------------------------------------------------
 
