@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 export DO_NOT_TRACK := 1
 
-.PHONY: up down status test reliability soak lint format clean
+.PHONY: up down status test reliability soak bench lint format clean
 
 $(UV):
 	python3 -m pip install --user --quiet "uv==0.13.9"  # the version uv.lock was written with
@@ -39,6 +39,9 @@ soak: $(VENV)/.synced  ## 300 runs through 2 workers on PostgreSQL
 	scripts/install-test-tools
 	SOAK_RUNS=300 SOAK_WORKERS=2 PATH="$$PATH:/usr/lib/postgresql/15/bin" \
 		$(VENV)/bin/pytest --timeout 2400 tests/reliability/test_exactly_once.py
+
+bench: $(VENV)/.synced  ## Prefect defaults vs tuned settings vs plain Python; results/bench.*
+	$(PY) -m bench.run
 
 lint: $(VENV)/.synced
 	$(VENV)/bin/ruff check .

@@ -74,6 +74,13 @@ WORKER_ENV = {
     "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(FLOW_HEARTBEAT_S),
 }
 
+# Prefect's own values of the settings above, for `make bench` to compare against.
+PREFECT_DEFAULTS_ENV = {
+    "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": "30",
+    "PREFECT_WORKER_QUERY_SECONDS": "10",
+    "PREFECT_WORKER_PREFETCH_SECONDS": "10",
+}
+
 # How many flow runs one worker runs at once. Prefect's default is no limit: a worker then takes
 # every scheduled run it sees, leaving none to the pool's other workers, and a burst makes a small
 # machine thrash. Each run is a process of its own (about 2 s of CPU to start).

@@ -1,0 +1,189 @@
+"""One function per measure. Each returns plain numbers; bench/run.py puts them side by side."""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from prefect import flow, task
+from prefect.client.orchestration import SyncPrefectClient
+from prefect.client.schemas.objects import StateType
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from deployments import settings
+from deployments.stack import PREFECT, LocalStack, wait_for
+from flows.squares import compute_squares, square_numbers
+
+SAY_HELLO = "say-hello/greeting-schedule"
+SQUARES = "compute-squares/compute-squares"
+# The same work as a say-hello run, without Prefect: a fresh Python process that greets.
+PLAIN_GREETING = [sys.executable, "-c", "from flows.greetings import greeting; greeting('bench')"]
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {
+        "p50": statistics.median(values),
+        "p95": percentile(values, 0.95),
+        "max": max(values),
+        "runs": len(values),
+        "values": values,
+    }
+
+
+def _wait_final(client: SyncPrefectClient, flow_run_ids: list, timeout_s: float) -> list:
+    pending = set(flow_run_ids)
+    finished = {}
+
+    def all_final() -> bool:
+        for run_id in list(pending):
+            run = client.read_flow_run(run_id)
+            if run.state and run.state.is_final():
+                finished[run_id] = run
+                pending.discard(run_id)
+        return not pending
+
+    if not wait_for(all_final, timeout_s, interval_s=0.2):
+        raise TimeoutError(f"{len(pending)} of {len(flow_run_ids)} runs not final in {timeout_s} s")
+    return [finished[run_id] for run_id in flow_run_ids]
+
+
+def trigger_to_completed(client: SyncPrefectClient, count: int) -> dict:
+    """`count` say-hello runs one after another: seconds from the run's creation to its end, by
+    the server's own timestamps (so the bench's polling does not add to them)."""
+    deployment = client.read_deployment_by_name(SAY_HELLO)
+    latencies, pickups, failed = [], [], 0
+    for index in range(count):
+        created = client.create_flow_run_from_deployment(
+            deployment.id, parameters={"name": f"bench-{index}"}
+        )
+        (run,) = _wait_final(client, [created.id], timeout_s=120)
+        failed += run.state.type != StateType.COMPLETED
+        latencies.append((run.end_time - run.created).total_seconds())
+        pickups.append((run.start_time - run.created).total_seconds())
+    return {**summary(latencies), "pickup_p50": statistics.median(pickups), "failed": failed}
+
+
+def plain_process_latency(count: int) -> dict:
+    """The floor of any process-per-run design: start Python, import the flow module, greet."""
+    latencies = []
+    for _ in range(count):
+        started = time.perf_counter()
+        subprocess.run(PLAIN_GREETING, cwd=settings.REPO_ROOT, check=True)
+        latencies.append(time.perf_counter() - started)
+    return summary(latencies)
+
+
+def throughput(client: SyncPrefectClient, count: int, cpu_seconds) -> dict:
+    """`count` say-hello runs created at once: runs per minute from the first creation to the
+    last end, failures, and CPU seconds per run of the whole stack (server, worker, runs)."""
+    deployment = client.read_deployment_by_name(SAY_HELLO)
+    cpu_before = cpu_seconds()
+    runs = [
+        client.create_flow_run_from_deployment(deployment.id, parameters={"name": f"load-{i}"})
+        for i in range(count)
+    ]
+    finished = _wait_final(client, [run.id for run in runs], timeout_s=60 + 20 * count)
+    cpu = cpu_seconds() - cpu_before
+    span = max(r.end_time for r in finished) - min(r.created for r in finished)
+    return {
+        "runs_per_min": 60 * count / span.total_seconds(),
+        "failed": sum(r.state.type != StateType.COMPLETED for r in finished),
+        "cpu_s_per_run": cpu / count,
+        "runs": count,
+    }
+
+
+def plain_throughput(count: int, parallel: int = 2) -> dict:
+    started = time.perf_counter()
+    with ThreadPoolExecutor(parallel) as pool:
+        list(pool.map(lambda _: subprocess.run(PLAIN_GREETING, check=True), range(count)))
+    return {"runs_per_min": 60 * count / (time.perf_counter() - started), "runs": count}
+
+
+# Prefect's defaults for comparison: a task with the default cache policy (it hashes inputs
+# and source for every run), mapped over the numbers.
+@task
+def square_with_defaults(n: int) -> int:
+    return n * n
+
+
+@flow
+def squares_with_defaults(numbers: list[int]) -> list[int]:
+    return square_with_defaults.map(numbers).result()
+
+
+def _timed(call) -> float:
+    started = time.perf_counter()
+    call()
+    return time.perf_counter() - started
+
+
+def per_task_overhead(api_url: str, count: int) -> dict:
+    """Milliseconds of orchestration per extra task, in-process against the stack's server:
+    (time for `count` numbers - time for 1) / (count - 1), minus the squaring itself."""
+    numbers = list(range(count))
+    plain_ms = 1000 * _timed(lambda: square_numbers(numbers)) / count
+    results = {"plain": plain_ms}
+    with temporary_settings({PREFECT_API_URL: api_url}):
+        for name, run in (("default", squares_with_defaults), ("tuned", compute_squares)):
+            run([1])  # warm up imports and the client
+            one = _timed(lambda run=run: run([1]))
+            many = _timed(lambda run=run: run(numbers))
+            results[name] = 1000 * (many - one) / (count - 1) - plain_ms
+    return results
+
+
+def chunked_squares(api_url: str, client: SyncPrefectClient, stop: int, chunk_sizes) -> dict:
+    """Square 0..stop in chunks: in-process for each chunk size, then as a deployment run."""
+    plain_s = _timed(lambda: square_numbers(range(stop)))
+    in_process = {}
+    with temporary_settings({PREFECT_API_URL: api_url}):
+        compute_squares(start=0, stop=10)  # warm up
+        for size in chunk_sizes:
+            in_process[size] = _timed(
+                lambda size=size: compute_squares(start=0, stop=stop, chunk_size=size)
+            )
+    deployment = client.read_deployment_by_name(SQUARES)
+    created = client.create_flow_run_from_deployment(
+        # numbers=None overrides the deployment's default numbers, which a range may not join.
+        deployment.id,
+        parameters={"numbers": None, "start": 0, "stop": stop},
+    )
+    (run,) = _wait_final(client, [created.id], timeout_s=300)
+    return {
+        "plain_s": plain_s,
+        "in_process_s": in_process,
+        "deployment_s": (run.end_time - run.created).total_seconds(),
+        "deployment_state": run.state.type.value,
+    }
+
+
+def inline_numbers_refused(client: SyncPrefectClient, count: int) -> str:
+    """What the API answers to `count` numbers inline (its parameter cap is 512 KB)."""
+    deployment = client.read_deployment_by_name(SQUARES)
+    try:
+        run = client.create_flow_run_from_deployment(
+            deployment.id, parameters={"numbers": list(range(count))}
+        )
+    except Exception as exc:  # PrefectHTTPStatusError: what the user would see
+        response = getattr(exc, "response", None)
+        return (
+            f"{response.status_code}: {response.json().get('detail', '')}"
+            if response
+            else repr(exc)
+        )
+    client.delete_flow_run(run.id)
+    return "accepted"
+
+
+def deploy_seconds(stack: LocalStack) -> float:
+    """`prefect --no-prompt deploy --all` from the repository root, as users run it."""
+    return _timed(lambda: stack.run_cli(PREFECT, "--no-prompt", "deploy", "--all"))

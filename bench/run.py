@@ -1,0 +1,187 @@
+"""`make bench`: every measure, side by side for Prefect's defaults, this repository's tuned
+settings and plain Python, as a table, results/bench.json and results/bench.png.
+
+`python -m bench.run` runs the full size (issue targets); `BENCH_SIZE=tiny` runs a few of each,
+which is what `make test` does so the benchmark cannot rot.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+import tempfile
+from pathlib import Path
+
+from prefect.client.orchestration import SyncPrefectClient
+
+from bench import measures
+from bench.plot import draw
+from bench.stacks import count_503s, running_stack, tree_cpu_seconds
+from deployments import settings
+
+SIZES = {
+    "full": {
+        "latency_runs": 30,
+        "throughput_runs": 100,
+        "tasks": 1000,
+        "range_stop": 1_000_000,
+        "chunk_sizes": [10_000, 50_000, 250_000],
+    },
+    "tiny": {
+        "latency_runs": 2,
+        "throughput_runs": 3,
+        "tasks": 20,
+        "range_stop": 20_000,
+        "chunk_sizes": [10_000],
+    },
+}
+RESULTS_DIR = settings.REPO_ROOT / "results"
+
+
+def measure_variant(variant: str, size_name: str, root: Path) -> dict:
+    size = SIZES[size_name]
+    with (
+        running_stack(variant, root) as (stack, up_s),
+        SyncPrefectClient(stack.api_url) as client,
+    ):
+        figures = {"make_up_s": up_s}
+        figures["latency"] = measures.trigger_to_completed(client, size["latency_runs"])
+        figures["latency_503s"] = count_503s(stack)
+        figures["throughput"] = measures.throughput(
+            client, size["throughput_runs"], tree_cpu_seconds
+        )
+        figures["all_503s"] = count_503s(stack)
+        if variant == "tuned":
+            figures["tasks"] = measures.per_task_overhead(stack.api_url, size["tasks"])
+            figures["chunks"] = measures.chunked_squares(
+                stack.api_url, client, size["range_stop"], size["chunk_sizes"]
+            )
+            if size_name == "full":
+                figures["inline_1m_numbers"] = measures.inline_numbers_refused(client, 1_000_000)
+            figures["deploy_s"] = measures.deploy_seconds(stack)
+    return figures
+
+
+def table_rows(results: dict) -> list[tuple[str, str, str, str, str]]:
+    """(metric, default, tuned, plain Python, target) for every measure."""
+    default, tuned, plain = results["default"], results["tuned"], results["plain"]
+    tasks, chunks = tuned["tasks"], tuned["chunks"]
+    best_chunk = min(chunks["in_process_s"], key=chunks["in_process_s"].get)
+
+    def s(value: float) -> str:
+        return f"{value:.2f} s"
+
+    return [
+        (
+            "trigger→COMPLETED p50",
+            s(default["latency"]["p50"]),
+            s(tuned["latency"]["p50"]),
+            s(plain["latency"]["p50"]),
+            "≤ 1.5 s",
+        ),
+        (
+            "trigger→COMPLETED p95",
+            s(default["latency"]["p95"]),
+            s(tuned["latency"]["p95"]),
+            s(plain["latency"]["p95"]),
+            "≤ 3 s",
+        ),
+        (
+            "pickup (created→running) p50",
+            s(default["latency"]["pickup_p50"]),
+            s(tuned["latency"]["pickup_p50"]),
+            "–",
+            "–",
+        ),
+        (
+            "503s from the server (latency runs / all)",
+            f"{default['latency_503s']} / {default['all_503s']}",
+            f"{tuned['latency_503s']} / {tuned['all_503s']}",
+            "–",
+            "0",
+        ),
+        (
+            f"throughput, {tuned['throughput']['runs']} runs at once",
+            f"{default['throughput']['runs_per_min']:.0f}/min",
+            f"{tuned['throughput']['runs_per_min']:.0f}/min",
+            f"{plain['throughput']['runs_per_min']:.0f}/min",
+            "≥ 60/min",
+        ),
+        (
+            "failed runs",
+            str(default["throughput"]["failed"] + default["latency"]["failed"]),
+            str(tuned["throughput"]["failed"] + tuned["latency"]["failed"]),
+            "–",
+            "0",
+        ),
+        (
+            "CPU per run (whole stack)",
+            s(default["throughput"]["cpu_s_per_run"]),
+            s(tuned["throughput"]["cpu_s_per_run"]),
+            "–",
+            "≤ 2 s for 60/min on 2 cores",
+        ),
+        (
+            f"orchestration per task ({results['size']['tasks']} numbers)",
+            f"{tasks['default']:.2f} ms",
+            f"{tasks['tuned']:.2f} ms",
+            f"{tasks['plain']:.4f} ms",
+            "≤ 2 ms",
+        ),
+        (
+            f"squares of 0..{results['size']['range_stop']:,} in-process (chunk {best_chunk:,})",
+            "–",
+            s(chunks["in_process_s"][best_chunk]),
+            s(chunks["plain_s"]),
+            "≤ 5 s",
+        ),
+        ("…the same as a deployment run", "–", s(chunks["deployment_s"]), "–", "≤ 5 s"),
+        ("prefect deploy --all", "–", s(tuned["deploy_s"]), "–", "≤ 3 s"),
+        (
+            "make up (installed .venv)",
+            s(default["make_up_s"]),
+            s(tuned["make_up_s"]),
+            "–",
+            "≤ 20 s",
+        ),
+    ]
+
+
+def render(rows: list[tuple[str, ...]]) -> str:
+    header = ("metric", "Prefect defaults", "tuned (this repo)", "plain Python", "target")
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+
+
+def main() -> int:
+    size_name = os.environ.get("BENCH_SIZE", "full")
+    if size_name not in SIZES:
+        print(f"BENCH_SIZE must be one of {', '.join(SIZES)}, not {size_name!r}", file=sys.stderr)
+        return 2
+    size = SIZES[size_name]
+    results: dict = {
+        "size": {"name": size_name, **size},
+        "machine": f"{os.cpu_count()} cores, {platform.python_version()}, {platform.machine()}",
+    }
+    with tempfile.TemporaryDirectory(prefix="prefect-bench-") as root:
+        for variant in ("default", "tuned"):
+            results[variant] = measure_variant(variant, size_name, Path(root))
+    results["plain"] = {
+        "latency": measures.plain_process_latency(size["latency_runs"]),
+        "throughput": measures.plain_throughput(size["throughput_runs"]),
+    }
+    table = render(table_rows(results))
+    results["table"] = table
+    RESULTS_DIR.mkdir(exist_ok=True)
+    stem = "bench" if size_name == "full" else f"bench-{size_name}"
+    (RESULTS_DIR / f"{stem}.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    draw(results, RESULTS_DIR / f"{stem}.png")
+    print(table)
+    print(f"\nwritten: results/{stem}.json, results/{stem}.png")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

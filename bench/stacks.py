@@ -1,0 +1,75 @@
+"""The stacks `make bench` measures: the same LocalStack that `make up` runs, once with Prefect's
+default settings and once with this repository's tuned ones (deployments/settings.py)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from deployments import settings
+from deployments.stack import LocalStack, free_port
+
+# The server logs every request at INFO (uvicorn's access log): that is how 503s are counted.
+ACCESS_LOG_ENV = {"PREFECT_SERVER_LOGGING_LEVEL": "INFO"}
+
+VARIANTS = {
+    "default": settings.PREFECT_DEFAULTS_ENV,
+    "tuned": {},  # LocalStack applies settings.SERVER_ENV and settings.WORKER_ENV itself
+}
+
+
+@contextlib.contextmanager
+def running_stack(variant: str, root: Path) -> Iterator[tuple[LocalStack, float]]:
+    """A fresh stack (server, pool, deployments, supervised worker) and the seconds `up` took,
+    which is what `make up` does once `.venv` exists."""
+    stack = LocalStack(
+        state_dir=root / variant,
+        port=free_port(),
+        pool_name=f"bench-{variant}-{uuid.uuid4().hex[:6]}",
+        worker_health_port=free_port(),
+        extra_env={**ACCESS_LOG_ENV, **VARIANTS[variant]},
+    )
+    started = time.perf_counter()
+    try:
+        stack.up()
+        yield stack, time.perf_counter() - started
+    finally:
+        stack.down()
+
+
+def count_503s(stack: LocalStack) -> int:
+    """Requests the server answered with 503 (SQLite busy or locked) so far."""
+    log = stack.server.log_path.read_text(errors="replace")
+    return sum(1 for line in log.splitlines() if 'HTTP/1.1" 503' in line)
+
+
+def tree_cpu_seconds(root_pid: int | None = None) -> float:
+    """CPU seconds used by the live descendants of `root_pid` (this process by default) and by
+    the children they have already reaped: server, worker, supervisor and flow-run processes."""
+    root_pid = root_pid or os.getpid()
+    parents: dict[int, int] = {}
+    times: dict[int, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # ended while we looked
+        parents[int(entry.name)] = int(fields[1])
+        # utime, stime, cutime, cstime (fields 14-17 of /proc/<pid>/stat)
+        times[int(entry.name)] = sum(int(value) for value in fields[11:15]) / tick
+
+    def descends(pid: int) -> bool:
+        while pid > 1:
+            pid = parents.get(pid, 0)
+            if pid == root_pid:
+                return True
+        return False
+
+    return sum(seconds for pid, seconds in times.items() if descends(pid))

@@ -1,0 +1,52 @@
+"""The benchmark at its tiny size, so it cannot rot: it runs against real stacks and reports
+every measure. How fast is `make bench`'s business, never asserted here."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from bench.run import RESULTS_DIR, SIZES
+from deployments import settings
+
+pytestmark = pytest.mark.e2e
+
+
+def run_bench(size: str, timeout_s: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bench.run"],
+        env={**os.environ, "BENCH_SIZE": size},
+        cwd=settings.REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout_s,
+    )
+
+
+def test_tiny_benchmark_reports_every_measure() -> None:
+    result = run_bench("tiny", timeout_s=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    figures = json.loads((RESULTS_DIR / "bench-tiny.json").read_text())
+    assert (RESULTS_DIR / "bench-tiny.png").stat().st_size > 0
+    for variant in ("default", "tuned"):
+        latency = figures[variant]["latency"]
+        assert latency["runs"] == SIZES["tiny"]["latency_runs"] and latency["failed"] == 0
+        assert 0 < latency["p50"] <= latency["max"]
+        load = figures[variant]["throughput"]
+        assert load["failed"] == 0 and load["runs_per_min"] > 0 and load["cpu_s_per_run"] > 0
+    assert figures["tuned"]["chunks"]["deployment_state"] == "COMPLETED"
+    assert figures["plain"]["latency"]["runs"] == SIZES["tiny"]["latency_runs"]
+    table_lines = figures["table"].splitlines()
+    assert len(table_lines) == 2 + 12, figures["table"]
+    assert "| prefect deploy --all |" in figures["table"]
+    assert figures["table"] in result.stdout
+
+
+def test_an_unknown_size_is_named() -> None:
+    result = run_bench("huge", timeout_s=120)
+    assert result.returncode == 2
+    assert "BENCH_SIZE must be one of full, tiny, not 'huge'" in result.stderr
