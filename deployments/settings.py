@@ -83,7 +83,7 @@ PREFECT_DEFAULTS_ENV = {
 
 # How many flow runs one worker runs at once. Prefect's default is no limit: a worker then takes
 # every scheduled run it sees, leaving none to the pool's other workers, and a burst makes a small
-# machine thrash. Each run is a process of its own (about 2 s of CPU to start).
+# machine thrash. Each run is a process of its own (importing Prefect alone takes 2.5 s of CPU).
 WORKER_LIMIT = _whole_number_env("WORKER_LIMIT", 4)
 
 # Optional: at most this many runs at once across the whole pool, whatever the number of workers.

@@ -32,12 +32,23 @@ LOG_ERRORS = re.compile(
 )
 
 
+# The API returns at most 200 flow runs per call.
+PAGE = 200
+
+
+def _read_runs(api, ids: list) -> list:
+    only_these = FlowRunFilter(id=FlowRunFilterId(any_=ids))
+    runs: list = []
+    while page := api.read_flow_runs(flow_run_filter=only_these, limit=PAGE, offset=len(runs)):
+        runs += page
+    return runs
+
+
 def _until_all_final_or_deadline(api, ids: list) -> list:
     """The runs once all are final, or as they are at the deadline (the stuck ones counted)."""
-    only_these = FlowRunFilter(id=FlowRunFilterId(any_=ids))
     deadline = time.monotonic() + DEADLINE_S
     while True:
-        runs = api.read_flow_runs(flow_run_filter=only_these, limit=len(ids))
+        runs = _read_runs(api, ids)
         if all(run.state.is_final() for run in runs) or time.monotonic() >= deadline:
             return runs
         time.sleep(1)
