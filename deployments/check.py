@@ -14,7 +14,7 @@ import asyncio
 import sys
 from pathlib import Path
 
-from prefect.client.orchestration import get_client
+from prefect.client.orchestration import PrefectClient, get_client
 from prefect.exceptions import ObjectNotFound
 from prefect.flows import load_flow_from_entrypoint
 
@@ -40,15 +40,20 @@ def check_spec(path: Path = settings.PREFECT_YAML) -> list[str]:
     return names
 
 
+async def require_pool(client: PrefectClient, name: str) -> None:
+    """SpecError naming the pool, the server and the fix when the pool does not exist."""
+    try:
+        await client.read_work_pool(name)
+    except ObjectNotFound:
+        raise SpecError(
+            f"work pool {name!r} does not exist on {client.api_url}: create it with "
+            f"`python -m deployments.pool {name}` (or set {settings.POOL_NAME_ENV})"
+        ) from None
+
+
 async def check_pool(name: str) -> None:
     async with get_client() as client:
-        try:
-            await client.read_work_pool(name)
-        except ObjectNotFound:
-            raise SpecError(
-                f"work pool {name!r} does not exist on {client.api_url}: create it with "
-                f"`python -m deployments.pool {name}` (or set {settings.POOL_NAME_ENV})"
-            ) from None
+        await require_pool(client, name)
 
 
 def main(argv: list[str]) -> int:

@@ -26,6 +26,7 @@ from prefect.flows import load_flow_from_entrypoint
 from prefect.utilities.callables import parameter_schema
 
 from deployments import settings
+from deployments.check import require_pool
 from deployments.spec import DeploymentSpec, SpecError, load_deployments, pull_steps
 from deployments.strict_parameters import strict
 
@@ -80,13 +81,7 @@ async def register_all(pool_name: str = settings.WORK_POOL_NAME) -> dict[str, UU
     specs = load_deployments()
     steps = pull_steps()
     async with get_client() as client:
-        try:
-            await client.read_work_pool(pool_name)
-        except ObjectNotFound:
-            raise SpecError(
-                f"work pool {pool_name!r} does not exist; create it first with "
-                f"`python -m deployments.pool {pool_name}`. Nothing was registered."
-            ) from None
+        await require_pool(client, pool_name)  # before anything is registered
         return {spec.name: await _register_one(client, spec, pool_name, steps) for spec in specs}
 
 
