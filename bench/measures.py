@@ -126,6 +126,12 @@ def _timed(call) -> float:
     return time.perf_counter() - started
 
 
+def _best_of(repeats: int, call) -> float:
+    """The fastest of `repeats` timings: on SQLite a run now and then waits out a lock for about
+    a minute (see the README), which says nothing about the per-task cost."""
+    return min(_timed(call) for _ in range(repeats))
+
+
 def per_task_overhead(api_url: str, count: int) -> dict:
     """Milliseconds of orchestration per extra task, in-process against the stack's server:
     (time for `count` numbers - time for 1) / (count - 1), minus the squaring itself."""
@@ -135,8 +141,8 @@ def per_task_overhead(api_url: str, count: int) -> dict:
     with temporary_settings({PREFECT_API_URL: api_url}):
         for name, run in (("default", squares_with_defaults), ("tuned", compute_squares)):
             run([1])  # warm up imports and the client
-            one = _timed(lambda run=run: run([1]))
-            many = _timed(lambda run=run: run(numbers))
+            one = _best_of(2, lambda run=run: run([1]))
+            many = _best_of(2, lambda run=run: run(numbers))
             results[name] = 1000 * (many - one) / (count - 1) - plain_ms
     return results
 
@@ -162,6 +168,8 @@ def chunked_squares(api_url: str, client: SyncPrefectClient, stop: int, chunk_si
         "plain_s": plain_s,
         "in_process_s": in_process,
         "deployment_s": (run.end_time - run.created).total_seconds(),
+        # From RUNNING to COMPLETED: the same work as in-process, without the pickup.
+        "deployment_run_s": (run.end_time - run.start_time).total_seconds(),
         "deployment_state": run.state.type.value,
     }
 

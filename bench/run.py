@@ -137,7 +137,13 @@ def table_rows(results: dict) -> list[tuple[str, str, str, str, str]]:
             s(chunks["plain_s"]),
             "≤ 5 s",
         ),
-        ("…the same as a deployment run", "–", s(chunks["deployment_s"]), "–", "≤ 5 s"),
+        (
+            "…the same as a deployment run: created→COMPLETED (RUNNING→COMPLETED)",
+            "–",
+            f"{s(chunks['deployment_s'])} ({s(chunks['deployment_run_s'])})",
+            "–",
+            "≤ 5 s",
+        ),
         ("prefect deploy --all", "–", s(tuned["deploy_s"]), "–", "≤ 3 s"),
         (
             "make up (installed .venv)",

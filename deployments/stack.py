@@ -230,6 +230,10 @@ class LocalStack:
     def start_worker(self) -> None:
         """The stack's own worker, run by deployments/worker_supervisor.py, which restarts it
         when it exits or its health endpoint (on loopback) stays unhealthy."""
+        self.launch_worker()
+        self.wait_for_worker()
+
+    def launch_worker(self) -> None:
         if self.worker.is_running():
             return
         supervised = [sys.executable, "-m", "deployments.worker_supervisor", *self.worker_args()]
@@ -239,6 +243,8 @@ class LocalStack:
             "PREFECT_WORKER_WEBSERVER_PORT": str(self.worker_health_port),
         }
         self.worker.start(supervised, env, cwd=settings.REPO_ROOT)
+
+    def wait_for_worker(self) -> None:
         if not wait_for(self._worker_up_or_exited, settings.STARTUP_TIMEOUT_S):
             raise StackError(
                 f"the worker did not report to pool {self.pool_name!r} within "
@@ -254,12 +260,24 @@ class LocalStack:
         return self.worker_online() or not self.worker.is_running()
 
     def up(self, with_worker: bool = True) -> None:
+        """What `make up` runs. The steps around `prefect deploy` run in one process per side
+        (deployments/provision.py), and the worker starts while the deployments are made: each
+        of these processes spends its first 3 s of CPU importing Prefect."""
         self.start_server()
-        self.create_pool()
-        self.deploy()
-        self.apply_automations()
+        provision = (sys.executable, "-m", "deployments.provision")
+        self.run_cli(*provision, "before-deploy", self.pool_name)
+        launched = with_worker and not self.worker.is_running()
+        if launched:
+            self.launch_worker()  # it only needs the pool
+        try:
+            self.run_cli(PREFECT, "--no-prompt", "deploy", "--all")
+            self.run_cli(*provision, "after-deploy")
+        except StackError:
+            if launched:  # no worker left polling for deployments that failed
+                self.worker.stop(settings.STOP_TIMEOUT_S)
+            raise
         if with_worker:
-            self.start_worker()
+            self.wait_for_worker()
 
     def down(self) -> None:
         # The worker first: a worker whose server is gone may ignore SIGTERM for a while.

@@ -7,6 +7,7 @@ say how many were left out, so a long run cannot bloat the database or the UI.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 TABLE_ROWS_SHOWN = 100
 
@@ -21,7 +22,7 @@ def escape_markdown(text: str) -> str:
 
 
 def squares_table(
-    numbers: list[int], squares: list[int], limit: int = TABLE_ROWS_SHOWN
+    numbers: Sequence[int], squares: Sequence[int], limit: int = TABLE_ROWS_SHOWN
 ) -> list[dict[str, int]]:
     """The first `limit` (number, square) pairs, as table rows."""
     return [
@@ -29,7 +30,7 @@ def squares_table(
     ]
 
 
-def squares_summary(squares: list[int], limit: int = TABLE_ROWS_SHOWN) -> str:
+def squares_summary(squares: Sequence[int], limit: int = TABLE_ROWS_SHOWN) -> str:
     """A Markdown summary of a compute_squares result: count, sum, min and max."""
     if not squares:
         return "## Squares\n\nNo numbers were given, so there is nothing to square.\n"

@@ -6,6 +6,7 @@ Run in-process: ``python -m flows.squares 2 4 6`` or ``python -m flows.squares -
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from typing import Annotated
 
 from prefect import flow, task
@@ -19,6 +20,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFutureList, as_completed
 from pydantic import Field
 
+from flows.chunked_squares import ChunkedSquares
 from flows.reports import progress_checkpoints, squares_summary, squares_table
 from flows.squares_input import SquaresInput, SquaresInputError, plan_squares
 
@@ -47,9 +49,9 @@ def square(n: int) -> int:
 
 
 @task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
-def square_chunk(numbers: range | list[int]) -> list[int]:
-    """Square one chunk of numbers."""
-    return square_numbers(numbers)
+def square_chunk(numbers: range | list[int]) -> ChunkedSquares:
+    """Square one chunk of numbers (a ChunkedSquares, which Prefect does not walk)."""
+    return ChunkedSquares([square_numbers(numbers)])
 
 
 # No flow-level retries: the tasks retry on their own, and a retry of the whole flow would only
@@ -61,15 +63,16 @@ def compute_squares(
     stop: int | None = None,
     # The schema says `minimum: 1`, so the API refuses 0 before a run exists.
     chunk_size: Annotated[int, Field(ge=1)] | None = None,
-) -> list[int]:
+) -> Sequence[int]:
     """Square `numbers`, or every number from `start` up to (not including) `stop`, concurrently;
     the results keep the input order.
 
     Give either `numbers` (one task per number, the tutorial's way) or a range, which runs one
     task per chunk of `chunk_size` numbers (50,000 unless given). `chunk_size` also chunks a
     `numbers` list. The API refuses parameters over 512 KB, about 60,000 inline numbers: use a
-    range for more. Publishes a table of (number, square), a summary (count, sum, min, max) and,
-    for 50 tasks or more, a progress bar.
+    range for more. Returns a list with one task per number, otherwise a ChunkedSquares (a
+    sequence equal to the same list). Publishes a table of (number, square), a summary (count,
+    sum, min, max) and, for 50 tasks or more, a progress bar.
     """
     plan = plan_squares(numbers, start, stop, chunk_size)
     if plan.chunks is None:
@@ -78,16 +81,13 @@ def compute_squares(
         futures = PrefectFutureList([square_chunk.submit(chunk) for chunk in plan.chunks])
     if len(futures) >= PROGRESS_MIN_TASKS:
         _report_progress(futures)
-    squares = _flatten(futures.result()) if plan.chunks is not None else futures.result()
+    results = futures.result()
+    squares = results if plan.chunks is None else ChunkedSquares.joined(results)
     _publish_artifacts(plan, squares)
     return squares
 
 
-def _flatten(chunks: list[list[int]]) -> list[int]:
-    return [square for chunk in chunks for square in chunk]
-
-
-def _publish_artifacts(plan: SquaresInput, squares: list[int]) -> None:
+def _publish_artifacts(plan: SquaresInput, squares: Sequence[int]) -> None:
     create_table_artifact(
         key="squares-table",
         table=squares_table(plan.numbers, squares),

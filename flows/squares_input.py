@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 # Numbers per chunk task when a range is given without a chunk size. Chosen with `make bench`
-# (bench/chunks.py): larger chunks stop paying off once Prefect's per-task cost is small next to
-# the squaring, and smaller ones let the progress bar move.
+# (bench/measures.py, chunked_squares): larger chunks stop paying off once Prefect's per-task
+# cost is small next to the squaring, and smaller ones let the progress bar move.
 DEFAULT_CHUNK_SIZE = 50_000
 
 
