@@ -19,9 +19,13 @@ from tests.reports import report
 
 pytestmark = pytest.mark.e2e
 
-# Runs that fall due while the server is down: they must run once it is back.
+# Runs that fall due while the server is down: they must run once it is back. They fall due
+# past the worker's prefetch window: a run the worker prefetched before the outage is already in
+# its process, waiting for its start time, and crashes when it cannot reach the server (that
+# failed CI once). DUE_AFTER_S is well inside the outage.
 DUE_DURING_OUTAGE = 3
-OUTAGE_S = 20
+DUE_AFTER_S = int(settings.WORKER_ENV["PREFECT_WORKER_PREFETCH_SECONDS"]) + 10
+OUTAGE_S = DUE_AFTER_S + 10
 # Still running when the server comes back (a restart on PostgreSQL takes about 10 s).
 LONG_RUN_S = OUTAGE_S + 25
 
@@ -63,7 +67,7 @@ def test_server_restart_loses_and_duplicates_nothing(
             120,
             "the long run to be RUNNING",
         )
-        due_at = datetime.now(UTC) + timedelta(seconds=OUTAGE_S / 2)
+        due_at = datetime.now(UTC) + timedelta(seconds=DUE_AFTER_S)
         due = [
             api.create_flow_run_from_deployment(
                 marker_deployment.id,
@@ -84,7 +88,9 @@ def test_server_restart_loses_and_duplicates_nothing(
         assert _deployments_and_schedules(api) == before
         assert api.read_flow_run(history.id).state.type == StateType.COMPLETED
         finished = [wait_for_final_state(api, run.id) for run in (long_run, *due)]
-        assert [run.state.type for run in finished] == [StateType.COMPLETED] * len(finished)
+        assert [run.state.type for run in finished] == [StateType.COMPLETED] * len(finished), [
+            run.state.message for run in finished
+        ]
         assert worker.pid == worker_pid, "the worker exited during the outage"
         report(
             "server-restart",
