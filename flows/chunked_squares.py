@@ -21,16 +21,19 @@ class ChunkedSquares(Sequence[int]):
     __slots__ = ("_chunks", "_ends")
 
     def __init__(self, chunks: Iterable[Sequence[int]] = ()) -> None:
-        self._chunks = [list(chunk) for chunk in chunks if len(chunk)]
-        self._ends = list(itertools.accumulate(len(chunk) for chunk in self._chunks))
+        self._hold([list(chunk) for chunk in chunks if len(chunk)])
 
     @classmethod
     def joined(cls, parts: Iterable[ChunkedSquares]) -> ChunkedSquares:
         """One sequence of the parts, in order, without copying their values."""
         joined = cls()
-        joined._chunks = [chunk for part in parts for chunk in part._chunks]
-        joined._ends = list(itertools.accumulate(len(chunk) for chunk in joined._chunks))
+        joined._hold([chunk for part in parts for chunk in part._chunks])
         return joined
+
+    def _hold(self, chunks: list[list[int]]) -> None:
+        self._chunks = chunks
+        # Where each chunk ends in the whole sequence, for indexing by bisection.
+        self._ends = list(itertools.accumulate(len(chunk) for chunk in chunks))
 
     def __len__(self) -> int:
         return self._ends[-1] if self._ends else 0
