@@ -206,12 +206,17 @@ class LocalStack:
     def create_pool(self) -> None:
         self.run_cli(sys.executable, "-m", "deployments.pool", self.pool_name)
 
+    def provision(self, step: str, *args: str) -> None:
+        """One side of `prefect deploy` (deployments/provision.py). before-deploy checks
+        prefect.yaml, its entrypoints and the pool first: a broken file stops there with its field
+        named, before the server changes (`prefect deploy` would only warn)."""
+        self.run_cli(sys.executable, "-m", "deployments.provision", step, *args)
+
     def deploy(self) -> subprocess.CompletedProcess[str]:
-        # prefect.yaml, its entrypoints and the pool are checked first: a broken file stops here
-        # with its field named, before the server changes (`prefect deploy` would only warn).
-        self.run_cli(sys.executable, "-m", "deployments.check")
+        """What a second `make up` does to the deployments of a running stack."""
+        self.provision("before-deploy", self.pool_name)
         deployed = self.run_cli(PREFECT, "--no-prompt", "deploy", "--all")
-        self.run_cli(sys.executable, "-m", "deployments.strict_parameters")
+        self.provision("after-deploy")
         return deployed
 
     def apply_automations(self) -> None:
@@ -264,14 +269,13 @@ class LocalStack:
         (deployments/provision.py), and the worker starts while the deployments are made: each
         of these processes spends its first 3 s of CPU importing Prefect."""
         self.start_server()
-        provision = (sys.executable, "-m", "deployments.provision")
-        self.run_cli(*provision, "before-deploy", self.pool_name)
+        self.provision("before-deploy", self.pool_name)
         launched = with_worker and not self.worker.is_running()
         if launched:
             self.launch_worker()  # it only needs the pool
         try:
             self.run_cli(PREFECT, "--no-prompt", "deploy", "--all")
-            self.run_cli(*provision, "after-deploy")
+            self.provision("after-deploy")
         except StackError:
             if launched:  # no worker left polling for deployments that failed
                 self.worker.stop(settings.STOP_TIMEOUT_S)
