@@ -175,18 +175,21 @@ def main() -> int:
         "size": {"name": size_name, **size},
         "machine": f"{os.cpu_count()} cores, {platform.python_version()}, {platform.machine()}",
     }
+    RESULTS_DIR.mkdir(exist_ok=True)
+    stem = "bench" if size_name == "full" else f"bench-{size_name}"
+    json_path = RESULTS_DIR / f"{stem}.json"
     with tempfile.TemporaryDirectory(prefix="prefect-bench-") as root:
         for variant in ("default", "tuned"):
             results[variant] = measure_variant(variant, size_name, Path(root))
+            # A full run takes most of an hour: what is measured so far survives an interruption.
+            json_path.write_text(json.dumps(results, indent=2, default=str) + "\n")
     results["plain"] = {
         "latency": measures.plain_process_latency(size["latency_runs"]),
         "throughput": measures.plain_throughput(size["throughput_runs"]),
     }
     table = render(table_rows(results))
     results["table"] = table
-    RESULTS_DIR.mkdir(exist_ok=True)
-    stem = "bench" if size_name == "full" else f"bench-{size_name}"
-    (RESULTS_DIR / f"{stem}.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    json_path.write_text(json.dumps(results, indent=2, default=str) + "\n")
     draw(results, RESULTS_DIR / f"{stem}.png")
     print(table)
     print(f"\nwritten: results/{stem}.json, results/{stem}.png")
