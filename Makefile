@@ -40,8 +40,8 @@ soak: $(VENV)/.synced  ## 300 runs through 2 workers on PostgreSQL
 	SOAK_RUNS=300 SOAK_WORKERS=2 PATH="$$PATH:/usr/lib/postgresql/15/bin" \
 		$(VENV)/bin/pytest --timeout 2400 tests/reliability/test_exactly_once.py
 
-bench: $(VENV)/.synced  ## Prefect defaults vs tuned settings vs plain Python; results/bench.*
-	$(PY) -m bench.run
+bench: $(VENV)/.synced  ## Prefect defaults vs tuned (SQLite, PostgreSQL) vs plain Python; results/bench.*
+	PATH="$$PATH:/usr/lib/postgresql/15/bin" $(PY) -m bench.run
 
 lint: $(VENV)/.synced
 	$(VENV)/bin/ruff check .

@@ -9,11 +9,17 @@ import matplotlib
 matplotlib.use("Agg")  # no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
 
-LABELS = {"default": "Prefect defaults", "tuned": "tuned (this repo)", "plain": "plain Python"}
+LABELS = {
+    "default": "Prefect defaults",
+    "tuned": "tuned (this repo)",
+    "postgres": "tuned, PostgreSQL",
+    "plain": "plain Python",
+}
+COLORS = {"default": "#999999", "tuned": "#2d6ae0", "postgres": "#7b3fbf", "plain": "#4caf50"}
 
 
 def draw(results: dict, path: Path) -> None:
-    figure, (latency, throughput) = plt.subplots(1, 2, figsize=(10, 4))
+    figure, (latency, throughput) = plt.subplots(1, 2, figsize=(12, 4))
     variants = [v for v in LABELS if v in results]
     latency.boxplot(
         [results[v]["latency"]["values"] for v in variants],
@@ -25,7 +31,7 @@ def draw(results: dict, path: Path) -> None:
     throughput.bar(
         [LABELS[v] for v in variants],
         [results[v]["throughput"]["runs_per_min"] for v in variants],
-        color=["#999999", "#2d6ae0", "#4caf50"][: len(variants)],
+        color=[COLORS[v] for v in variants],
     )
     throughput.axhline(60, linestyle="--", color="black", linewidth=1, label="target 60/min")
     throughput.set_title(f"{results['size']['throughput_runs']} runs at once")

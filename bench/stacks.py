@@ -1,10 +1,12 @@
-"""The stacks `make bench` measures: the same LocalStack that `make up` runs, once with Prefect's
-default settings and once with this repository's tuned ones (deployments/settings.py)."""
+"""The stacks `make bench` measures: the same LocalStack that `make up` runs, with Prefect's
+default settings, with this repository's tuned ones (deployments/settings.py), and with the tuned
+ones on PostgreSQL (a throwaway cluster) as the compose stack runs them."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import time
 import uuid
 from collections.abc import Iterator
@@ -12,6 +14,7 @@ from pathlib import Path
 
 from deployments import settings
 from deployments.stack import LocalStack, free_port
+from tests.postgres import PostgresCluster
 
 # The server logs every request at INFO (uvicorn's access log): that is how 503s are counted.
 ACCESS_LOG_ENV = {"PREFECT_SERVER_LOGGING_LEVEL": "INFO"}
@@ -19,30 +22,56 @@ ACCESS_LOG_ENV = {"PREFECT_SERVER_LOGGING_LEVEL": "INFO"}
 VARIANTS = {
     "default": settings.PREFECT_DEFAULTS_ENV,
     "tuned": {},  # LocalStack applies settings.SERVER_ENV and settings.WORKER_ENV itself
+    "postgres": {},  # tuned, with the database of _database_env
 }
+ON_POSTGRES = {"postgres"}
+
+
+def postgres_binaries_missing() -> str | None:
+    """What is missing to run the PostgreSQL variant, or None."""
+    if shutil.which("initdb") and shutil.which("pg_ctl"):
+        return None
+    return (
+        "the PostgreSQL server binaries (initdb, pg_ctl) are not on PATH: apt-get install "
+        "postgresql-15 and add /usr/lib/postgresql/15/bin to PATH (`make bench` does)"
+    )
+
+
+@contextlib.contextmanager
+def _database_env(variant: str) -> Iterator[dict[str, str]]:
+    """The server's database settings: embedded SQLite, or a fresh PostgreSQL cluster."""
+    if variant not in ON_POSTGRES:
+        yield {}
+        return
+    cluster = PostgresCluster().start()
+    try:
+        yield {"PREFECT_SERVER_DATABASE_CONNECTION_URL": cluster.async_url}
+    finally:
+        cluster.stop()
 
 
 @contextlib.contextmanager
 def running_stack(variant: str, root: Path) -> Iterator[tuple[LocalStack, float]]:
     """A fresh stack (server, pool, deployments, supervised worker) and the seconds `up` took,
     which is what `make up` does once `.venv` exists."""
-    stack = LocalStack(
-        state_dir=root / variant,
-        port=free_port(),
-        pool_name=f"bench-{variant}-{uuid.uuid4().hex[:6]}",
-        worker_health_port=free_port(),
-        extra_env={**ACCESS_LOG_ENV, **VARIANTS[variant]},
-    )
-    started = time.perf_counter()
-    try:
-        stack.up()
-        yield stack, time.perf_counter() - started
-    finally:
-        stack.down()
+    with _database_env(variant) as database_env:
+        stack = LocalStack(
+            state_dir=root / variant,
+            port=free_port(),
+            pool_name=f"bench-{variant}-{uuid.uuid4().hex[:6]}",
+            worker_health_port=free_port(),
+            extra_env={**ACCESS_LOG_ENV, **VARIANTS[variant], **database_env},
+        )
+        started = time.perf_counter()
+        try:
+            stack.up()
+            yield stack, time.perf_counter() - started
+        finally:
+            stack.down()
 
 
 def count_503s(stack: LocalStack) -> int:
-    """Requests the server answered with 503 (SQLite busy or locked) so far."""
+    """Requests the server answered with 503 so far (on SQLite: the database busy or locked)."""
     log = stack.server.log_path.read_text(errors="replace")
     return sum(1 for line in log.splitlines() if 'HTTP/1.1" 503' in line)
 

@@ -11,7 +11,9 @@ import sys
 import pytest
 
 from bench.run import RESULTS_DIR, SIZES
+from bench.stacks import VARIANTS
 from deployments import settings
+from tests.postgres import require_postgres_binaries
 
 pytestmark = pytest.mark.e2e
 
@@ -28,11 +30,12 @@ def run_bench(size: str, timeout_s: float) -> subprocess.CompletedProcess[str]:
 
 
 def test_tiny_benchmark_reports_every_measure() -> None:
+    require_postgres_binaries()
     result = run_bench("tiny", timeout_s=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     figures = json.loads((RESULTS_DIR / "bench-tiny.json").read_text())
     assert (RESULTS_DIR / "bench-tiny.png").stat().st_size > 0
-    for variant in ("default", "tuned"):
+    for variant in VARIANTS:
         latency = figures[variant]["latency"]
         assert latency["runs"] == SIZES["tiny"]["latency_runs"] and latency["failed"] == 0
         assert latency["refused"] == 0
@@ -44,6 +47,7 @@ def test_tiny_benchmark_reports_every_measure() -> None:
     assert figures["plain"]["latency"]["runs"] == SIZES["tiny"]["latency_runs"]
     table_lines = figures["table"].splitlines()
     assert len(table_lines) == 2 + 13, figures["table"]
+    assert all(line.count("|") == 2 + len(VARIANTS) + 2 for line in table_lines), figures["table"]
     assert "| prefect deploy --all |" in figures["table"]
     assert figures["table"] in result.stdout
 
