@@ -7,6 +7,11 @@ polled its pool for 30 poll intervals (60 s with this repository's 2 s polling),
 loop hangs. Nothing else acts on that endpoint: Docker only labels a container unhealthy (it
 restarts containers that exit), and systemd does not poll HTTP.
 
+A worker cannot poll a server that does not answer, so before it restarts an unhealthy worker the
+supervisor asks the server (PREFECT_API_URL's `/ready`, which checks the database): when the
+server is down or stalled it keeps the worker, which resumes on its own once the server is back,
+and gives it UNHEALTHY_AFTER_S more from then.
+
 Only the worker process is restarted, not its process group: flow runs it already started keep
 running and report their own final state. SIGTERM or SIGINT stops the worker and the supervisor.
 `make up` and the compose `worker` service run the worker through this supervisor.
@@ -32,6 +37,8 @@ CHECK_EVERY_S = 5.0
 # A worker needs a few seconds to import Prefect and bind its endpoint.
 START_GRACE_S = 60.0
 UNHEALTHY_AFTER_S = 30.0
+# A ready server answers at once; one that takes longer is stalled (e.g. SQLite's write lock).
+SERVER_READY_TIMEOUT_S = 10.0
 # After an early exit (server unreachable, bad pool name) wait longer each time, up to this.
 MAX_BACKOFF_S = 30.0
 
@@ -51,10 +58,23 @@ def worker_is_healthy(port: int) -> bool:
         return False
 
 
+def server_is_ready(api_url: str | None) -> bool:
+    """Whether the worker's server answers its readiness probe (no API URL: assume it does, and
+    blame the worker). `/ready` needs no credentials, also with basic auth on."""
+    if not api_url:
+        return True
+    try:
+        response = httpx.get(f"{api_url.rstrip('/')}/ready", timeout=SERVER_READY_TIMEOUT_S)
+    except httpx.HTTPError:
+        return False
+    return response.status_code == 200
+
+
 class Supervisor:
     def __init__(self, worker_args: list[str]) -> None:
         self.command = [PREFECT, "worker", "start", *worker_args, "--with-healthcheck"]
         self.port = health_port()
+        self.api_url = os.environ.get("PREFECT_API_URL")
         self.worker: subprocess.Popen[bytes] | None = None
         self.stopping = False
         self.restarts = 0
@@ -93,6 +113,13 @@ class Supervisor:
             if worker_is_healthy(self.port):
                 healthy_at, seen_healthy = now, True
             elif now - healthy_at > (UNHEALTHY_AFTER_S if seen_healthy else START_GRACE_S):
+                if not server_is_ready(self.api_url):
+                    log(
+                        f"worker unhealthy for {now - healthy_at:.0f} s, but the server at "
+                        f"{self.api_url} is not ready either: keeping the worker"
+                    )
+                    healthy_at = time.monotonic()
+                    continue
                 code = self.stop_worker()
                 return f"worker unhealthy for {now - healthy_at:.0f} s (stopped, code {code})"
             time.sleep(CHECK_EVERY_S if seen_healthy else 1.0)

@@ -1,6 +1,7 @@
 """deployments/worker_supervisor.py acts on the worker's health endpoint: a worker that hangs
 (SIGSTOP: alive, but its poll loop and endpoint answer nothing) is replaced, and the pool's work
-goes on without anyone stepping in."""
+goes on without anyone stepping in. A worker that cannot poll because its server hangs is not to
+blame: it is kept, and resumes when the server does."""
 
 from __future__ import annotations
 
@@ -60,3 +61,33 @@ def test_a_hung_worker_is_replaced_by_the_supervisor(api, live_stack) -> None:
     after = run_deployment_and_wait(api, "compute-squares/compute-squares", {"numbers": [5]})
     assert after.state.type == StateType.COMPLETED, after.state.message
     report("hung-worker", {"replaced_after_s": round(replaced_after_s)})
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("live_stack", ["sqlite"], indirect=True)
+def test_a_worker_is_kept_while_its_server_hangs(api, live_stack) -> None:
+    worker = supervised_worker_pid(live_stack)
+    server = live_stack.server.pid
+    assert worker is not None and server is not None
+    # The worker turns unhealthy 30 poll intervals after its last poll, the supervisor acts
+    # UNHEALTHY_AFTER_S later and then waits for the server's readiness probe to time out.
+    polls_s = 30 * float(settings.WORKER_ENV["PREFECT_WORKER_QUERY_SECONDS"])
+    deadline_s = (
+        polls_s + worker_supervisor.UNHEALTHY_AFTER_S + worker_supervisor.SERVER_READY_TIMEOUT_S
+    ) + 45
+    os.kill(server, signal.SIGSTOP)
+    hung_at = time.monotonic()
+    try:
+        wait_until(
+            lambda: "is not ready either: keeping the worker" in live_stack.worker.log_tail(400),
+            deadline_s,
+            "the supervisor to see the hung server and keep the worker",
+        )
+        kept_after_s = time.monotonic() - hung_at
+    finally:
+        os.kill(server, signal.SIGCONT)
+    assert supervised_worker_pid(live_stack) == worker
+    after = run_deployment_and_wait(api, "compute-squares/compute-squares", {"numbers": [6]})
+    assert after.state.type == StateType.COMPLETED, after.state.message
+    assert supervised_worker_pid(live_stack) == worker, live_stack.worker.log_tail(30)
+    report("hung-server", {"worker_kept_after_s": round(kept_after_s)})
