@@ -24,6 +24,7 @@ from bench.stacks import (
     count_503s,
     postgres_binaries_missing,
     running_stack,
+    supervisor_decisions,
     tree_cpu_seconds,
 )
 from deployments import settings
@@ -60,6 +61,7 @@ def measure_variant(variant: str, size_name: str, root: Path) -> dict:
             client, size["throughput_runs"], tree_cpu_seconds
         )
         figures["all_503s"] = count_503s(stack)
+        figures["worker"] = supervisor_decisions(stack)
         if variant == "tuned":
             figures["tasks"] = measures.per_task_overhead(stack.api_url, size["tasks"])
             figures["chunks"] = measures.chunked_squares(
@@ -121,6 +123,12 @@ def table_rows(results: dict) -> list[tuple[str, ...]]:
         ),
         ("failed runs", *runs_counted("failed"), "–", "0"),
         ("runs refused: 503 after the client's 5 retries", *runs_counted("refused"), "–", "0"),
+        (
+            "worker restarts by the supervisor (kept while the server hung)",
+            *each_stack(lambda v: f"{v['worker']['restarts']} ({v['worker']['kept']})"),
+            "–",
+            "0",
+        ),
         (
             "CPU per run (whole stack)",
             *each_stack(lambda v: s(v["throughput"]["cpu_s_per_run"])),

@@ -76,6 +76,20 @@ def count_503s(stack: LocalStack) -> int:
     return sum(1 for line in log.splitlines() if 'HTTP/1.1" 503' in line)
 
 
+def supervisor_decisions(stack: LocalStack) -> dict[str, int]:
+    """How often the worker supervisor replaced the worker, and how often it kept an unhealthy
+    worker because the server itself did not answer (deployments/worker_supervisor.py)."""
+    lines = [
+        line
+        for line in stack.worker.log_path.read_text(errors="replace").splitlines()
+        if line.startswith("worker-supervisor: ")
+    ]
+    return {
+        "restarts": sum("; restart " in line for line in lines),
+        "kept": sum("keeping the worker" in line for line in lines),
+    }
+
+
 def tree_cpu_seconds(root_pid: int | None = None) -> float:
     """CPU seconds used by the live descendants of `root_pid` (this process by default) and by
     the children they have already reaped: server, worker, supervisor and flow-run processes."""

@@ -46,7 +46,7 @@ def test_tiny_benchmark_reports_every_measure() -> None:
     assert figures["tuned"]["chunks"]["deployment_state"] == "COMPLETED"
     assert figures["plain"]["latency"]["runs"] == SIZES["tiny"]["latency_runs"]
     table_lines = figures["table"].splitlines()
-    assert len(table_lines) == 2 + 13, figures["table"]
+    assert len(table_lines) == 2 + 14, figures["table"]
     assert all(line.count("|") == 2 + len(VARIANTS) + 2 for line in table_lines), figures["table"]
     assert "| prefect deploy --all |" in figures["table"]
     assert figures["table"] in result.stdout
