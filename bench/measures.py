@@ -56,15 +56,27 @@ def _wait_final(client: SyncPrefectClient, flow_run_ids: list, timeout_s: float)
     return [finished[run_id] for run_id in flow_run_ids]
 
 
-def _create_run(client: SyncPrefectClient, deployment_id, name: str) -> FlowRun | None:
-    """A new say-hello run, or None when the server still answers 503 (SQLite busy) after the
-    client's own retries: that is a measured outcome, counted as refused, not a crash."""
+# What a measure reports when the server still answered 503 (SQLite busy) after the client's
+# own retries: a measured outcome, not a crash.
+REFUSED = "refused (503)"
+
+
+def unless_refused(call):
+    """`call()`, or REFUSED when the server refused one of its requests with a lasting 503."""
     try:
-        return client.create_flow_run_from_deployment(deployment_id, parameters={"name": name})
+        return call()
     except PrefectHTTPStatusError as exc:
         if exc.response.status_code != 503:
             raise
-        return None
+        return REFUSED
+
+
+def _create_run(client: SyncPrefectClient, deployment_id, name: str) -> FlowRun | None:
+    """A new say-hello run, or None when the server refused to create it (counted as refused)."""
+    run = unless_refused(
+        lambda: client.create_flow_run_from_deployment(deployment_id, parameters={"name": name})
+    )
+    return None if run is REFUSED else run
 
 
 def trigger_to_completed(client: SyncPrefectClient, count: int) -> dict:

@@ -18,10 +18,10 @@ from tests.postgres import require_postgres_binaries
 pytestmark = pytest.mark.e2e
 
 
-def run_bench(size: str, timeout_s: float) -> subprocess.CompletedProcess[str]:
+def run_bench(size: str, timeout_s: float, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "bench.run"],
-        env={**os.environ, "BENCH_SIZE": size},
+        env={**os.environ, "BENCH_SIZE": size, **env},
         cwd=settings.REPO_ROOT,
         capture_output=True,
         text=True,
@@ -50,6 +50,13 @@ def test_tiny_benchmark_reports_every_measure() -> None:
     assert all(line.count("|") == 2 + len(VARIANTS) + 2 for line in table_lines), figures["table"]
     assert "| prefect deploy --all |" in figures["table"]
     assert figures["table"] in result.stdout
+
+    # A resumed run keeps the stacks that finished and measures only plain Python again.
+    resumed = run_bench("tiny", timeout_s=300, BENCH_RESUME="1")
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "BENCH_RESUME=1: keeping the measured default, tuned, postgres" in resumed.stdout
+    again = json.loads((RESULTS_DIR / "bench-tiny.json").read_text())
+    assert all(again[variant] == figures[variant] for variant in VARIANTS)
 
 
 def test_an_unknown_size_is_named() -> None:
