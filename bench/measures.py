@@ -39,7 +39,9 @@ def summary(values: list[float]) -> dict[str, float]:
     }
 
 
-def _wait_final(client: SyncPrefectClient, flow_run_ids: list, timeout_s: float) -> list:
+def _final_runs(client: SyncPrefectClient, flow_run_ids: list, timeout_s: float):
+    """The runs that reached a final state within `timeout_s`, in order, and the ids of the
+    others."""
     pending = set(flow_run_ids)
     finished = {}
 
@@ -51,9 +53,15 @@ def _wait_final(client: SyncPrefectClient, flow_run_ids: list, timeout_s: float)
                 pending.discard(run_id)
         return not pending
 
-    if not wait_for(all_final, timeout_s, interval_s=0.2):
+    wait_for(all_final, timeout_s, interval_s=0.2)
+    return [finished[run_id] for run_id in flow_run_ids if run_id in finished], pending
+
+
+def _wait_final(client: SyncPrefectClient, flow_run_ids: list, timeout_s: float) -> list:
+    finished, pending = _final_runs(client, flow_run_ids, timeout_s)
+    if pending:
         raise TimeoutError(f"{len(pending)} of {len(flow_run_ids)} runs not final in {timeout_s} s")
-    return [finished[run_id] for run_id in flow_run_ids]
+    return finished
 
 
 # What a measure reports when the server still answered 503 (SQLite busy) after the client's
@@ -118,13 +126,15 @@ def throughput(client: SyncPrefectClient, count: int, cpu_seconds) -> dict:
     cpu_before = cpu_seconds()
     created = [_create_run(client, deployment.id, f"load-{i}") for i in range(count)]
     runs = [run for run in created if run is not None]
-    finished = _wait_final(client, [run.id for run in runs], timeout_s=60 + 20 * count)
+    # A run the stack loses (e.g. RUNNING without a process) is counted as stuck, not awaited.
+    finished, stuck = _final_runs(client, [run.id for run in runs], timeout_s=60 + 20 * count)
     cpu = cpu_seconds() - cpu_before
     span = max(r.end_time for r in finished) - min(r.created for r in finished)
     return {
         "runs_per_min": 60 * len(finished) / span.total_seconds(),
         "failed": sum(r.state.type != StateType.COMPLETED for r in finished),
         "refused": count - len(runs),
+        "stuck": len(stuck),
         "cpu_s_per_run": cpu / len(finished),
         "runs": count,
     }

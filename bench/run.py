@@ -140,6 +140,12 @@ def table_rows(results: dict) -> list[tuple[str, ...]]:
         ("failed runs", *runs_counted("failed"), "–", "0"),
         ("runs refused: 503 after the client's 5 retries", *runs_counted("refused"), "–", "0"),
         (
+            f"runs not final at the burst's deadline ({tuned['throughput']['runs']} at once)",
+            *each_stack(lambda v: str(v["throughput"]["stuck"])),
+            "–",
+            "0",
+        ),
+        (
             "worker restarts by the supervisor (kept while the server hung)",
             *each_stack(lambda v: f"{v['worker']['restarts']} ({v['worker']['kept']})"),
             "–",
