@@ -12,8 +12,9 @@ supervisor asks the server (PREFECT_API_URL's `/ready`, which checks the databas
 server is down or stalled it keeps the worker, which resumes on its own once the server is back,
 and gives it UNHEALTHY_AFTER_S more from then.
 
-Only the worker process is restarted, not its process group: flow runs it already started keep
-running and report their own final state. SIGTERM or SIGINT stops the worker and the supervisor.
+Only the worker process is restarted, not its process group, so flow runs it already started
+are not signalled (on embedded SQLite under a burst such runs were still lost once: see the
+README's Performance section). SIGTERM or SIGINT stops the worker and the supervisor.
 `make up` and the compose `worker` service run the worker through this supervisor.
 """
 
