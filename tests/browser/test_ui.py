@@ -37,7 +37,13 @@ def test_deployments_page_shows_the_five_minute_schedule(ui: PrefectUi) -> None:
     ui.shot("deployments")
 
     ui.open_deployment("say-hello", "greeting-schedule")
-    expect(ui.page.get_by_text("Every 5 minutes").first).to_be_visible()
+    # The deployment page labels a schedule by its slug and says what it is on hover. (Matching
+    # any "Every 5 minutes" text here could hit the list page still shown while it loads.)
+    schedule_card = ui.page.locator(".deployment-schedule-card")
+    expect(schedule_card).to_have_count(1)
+    expect(schedule_card).to_contain_text("every-5-minutes")
+    schedule_card.get_by_text("every-5-minutes").hover()
+    expect(ui.page.get_by_role("tooltip")).to_contain_text("Every 5 minutes")
     ui.shot("greeting-schedule")
 
 
