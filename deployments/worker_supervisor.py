@@ -12,9 +12,12 @@ supervisor asks the server (PREFECT_API_URL's `/ready`, which checks the databas
 server is down or stalled it keeps the worker, which resumes on its own once the server is back,
 and gives it UNHEALTHY_AFTER_S more from then.
 
-Only the worker process is restarted, not its process group, so flow runs it already started
-are not signalled (on embedded SQLite under a burst such runs were still lost once: see the
-README's Performance section). SIGTERM or SIGINT stops the worker and the supervisor.
+Stopping a worker ends the flow-run processes it started: Prefect's worker terminates them as it
+shuts down (and they write their logs to its pipes). So while an unhealthy worker still has live
+flow-run processes, the supervisor keeps it until they end, for at most RESTART_WITH_RUNS_AFTER_S.
+A restart in the middle of a burst on embedded SQLite once left four runs RUNNING or PENDING with
+no process (see the README's Performance section). SIGTERM or SIGINT stops the worker and the
+supervisor.
 `make up` and the compose `worker` service run the worker through this supervisor.
 """
 
@@ -26,6 +29,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import httpx
 
@@ -40,6 +44,9 @@ START_GRACE_S = 60.0
 UNHEALTHY_AFTER_S = 30.0
 # A ready server answers at once; one that takes longer is stalled (e.g. SQLite's write lock).
 SERVER_READY_TIMEOUT_S = 10.0
+# An unhealthy worker whose flow runs never end is restarted after all, this long after it turned
+# unhealthy: a hung worker no longer drains their output pipes, so they may block on logging.
+RESTART_WITH_RUNS_AFTER_S = 600.0
 # After an early exit (server unreachable, bad pool name) wait longer each time, up to this.
 MAX_BACKOFF_S = 30.0
 
@@ -69,6 +76,32 @@ def server_is_ready(api_url: str | None) -> bool:
     except httpx.HTTPError:
         return False
     return response.status_code == 200
+
+
+def live_children(pid: int) -> list[int]:
+    """The process ids of `pid`'s children that still run (not exited and waiting to be reaped)."""
+    if Path("/proc/self").is_dir():
+        children = []
+        with contextlib.suppress(OSError):  # the worker or one of its threads just ended
+            for task in Path(f"/proc/{pid}/task").iterdir():
+                children += [int(child) for child in (task / "children").read_text().split()]
+        return [child for child in children if _linux_state(child) not in ("Z", "X", None)]
+    # No /proc (macOS): ask ps, whose listing marks exited children Z.
+    listing = subprocess.run(["ps", "-A", "-o", "pid=,ppid=,stat="], capture_output=True, text=True)
+    return [
+        int(fields[0])
+        for fields in (line.split() for line in listing.stdout.splitlines())
+        if len(fields) == 3 and int(fields[1]) == pid and not fields[2].startswith("Z")
+    ]
+
+
+def _linux_state(pid: int) -> str | None:
+    """The one-letter state of a Linux process, None when it is gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rsplit(")", 1)[1].split()[0]
 
 
 class Supervisor:
@@ -106,13 +139,14 @@ class Supervisor:
         started = time.monotonic()
         healthy_at = started
         seen_healthy = False
+        deferred = False  # said once per unhealthy spell that the worker is kept for its runs
         while not self.stopping:
             code = self.worker.poll()
             if code is not None:
                 return f"worker exited with code {code}"
             now = time.monotonic()
             if worker_is_healthy(self.port):
-                healthy_at, seen_healthy = now, True
+                healthy_at, seen_healthy, deferred = now, True, False
             elif now - healthy_at > (UNHEALTHY_AFTER_S if seen_healthy else START_GRACE_S):
                 if not server_is_ready(self.api_url):
                     log(
@@ -120,6 +154,16 @@ class Supervisor:
                         f"{self.api_url} is not ready either: keeping the worker"
                     )
                     healthy_at = time.monotonic()
+                    continue
+                runs = live_children(self.worker.pid)
+                if runs and now - healthy_at < RESTART_WITH_RUNS_AFTER_S:
+                    if not deferred:
+                        log(
+                            f"worker unhealthy for {now - healthy_at:.0f} s, but its flow-run "
+                            f"processes {runs} still run: keeping the worker until they end"
+                        )
+                    deferred = True
+                    time.sleep(CHECK_EVERY_S)
                     continue
                 code = self.stop_worker()
                 return f"worker unhealthy for {now - healthy_at:.0f} s (stopped, code {code})"

@@ -1,6 +1,7 @@
 """deployments/worker_supervisor.py acts on the worker's health endpoint: a worker that hangs
-(SIGSTOP: alive, but its poll loop and endpoint answer nothing) is replaced, and the pool's work
-goes on without anyone stepping in. A worker that cannot poll because its server hangs is not to
+(SIGSTOP: alive, but its poll loop and endpoint answer nothing) is kept while its flow run still
+runs (a restart would end it), then replaced, and the pool's work goes on without anyone stepping
+in. A worker that cannot poll because its server hangs is not to
 blame: it is kept, and resumes when the server does."""
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pytest
 from prefect.client.schemas.objects import StateType
 
 from deployments import settings, worker_supervisor
-from tests.live_stack import run_deployment_and_wait, wait_until
+from tests.live_stack import run_deployment_and_wait, wait_for_final_state, wait_until
 from tests.reliability.conftest import supervised_worker_pid
 from tests.reports import report
 
@@ -41,21 +42,43 @@ def test_a_port_in_use_is_named_and_nothing_starts() -> None:
 
 @pytest.mark.e2e
 @pytest.mark.parametrize("live_stack", ["sqlite"], indirect=True)
-def test_a_hung_worker_is_replaced_by_the_supervisor(api, live_stack) -> None:
+def test_a_hung_worker_is_replaced_once_its_runs_end(api, live_stack, slow_deployment) -> None:
+    # Long enough to outlast the worker's unhealthy window (30 polls) and the supervisor's.
+    polls_s = 30 * float(settings.WORKER_ENV["PREFECT_WORKER_QUERY_SECONDS"])
+    run_s = polls_s + worker_supervisor.UNHEALTHY_AFTER_S + 50
+    flow_run = api.create_flow_run_from_deployment(
+        slow_deployment.id, parameters={"seconds": run_s}
+    )
+    wait_until(
+        lambda: api.read_flow_run(flow_run.id).state.type == StateType.RUNNING,
+        120,
+        "the slow run to be RUNNING",
+    )
     hung = supervised_worker_pid(live_stack)
     assert hung is not None
     os.kill(hung, signal.SIGSTOP)
     hung_at = time.monotonic()
     try:
+        # A restart would end the run, so the supervisor keeps the worker while the run lasts...
+        wait_until(
+            lambda: "still run: keeping the worker" in live_stack.worker.log_tail(200),
+            polls_s + worker_supervisor.UNHEALTHY_AFTER_S + 40,
+            "the supervisor to keep the hung worker for its flow run",
+        )
+        assert supervised_worker_pid(live_stack) == hung
+        assert api.read_flow_run(flow_run.id).state.type == StateType.RUNNING
+        finished = wait_for_final_state(api, flow_run.id, timeout_s=run_s + 60)
+        # ...and replaces it once the run has ended.
         replaced = wait_until(
             lambda: supervised_worker_pid(live_stack) not in (None, hung),
-            worker_supervisor.UNHEALTHY_AFTER_S + 60,
+            60,
             "the supervisor to replace the hung worker",
         )
         replaced_after_s = time.monotonic() - hung_at
     finally:
         if os.path.exists(f"/proc/{hung}"):  # not replaced: let the test's cleanup stop it
             os.kill(hung, signal.SIGCONT)
+    assert finished.state.type == StateType.COMPLETED, finished.state.message
     assert replaced
     assert "unhealthy" in live_stack.worker.log_tail(200)
     after = run_deployment_and_wait(api, "compute-squares/compute-squares", {"numbers": [5]})
