@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import time
 import uuid
 from collections.abc import Iterator
@@ -14,7 +13,7 @@ from pathlib import Path
 
 from deployments import settings
 from deployments.stack import LocalStack, free_port
-from tests.postgres import PostgresCluster
+from tests.postgres import POSTGRES_INSTALL_HINT, PostgresCluster, postgres_binaries_found
 
 # The server logs every request at INFO (uvicorn's access log): that is how 503s are counted.
 ACCESS_LOG_ENV = {"PREFECT_SERVER_LOGGING_LEVEL": "INFO"}
@@ -24,23 +23,22 @@ VARIANTS = {
     "tuned": {},  # LocalStack applies settings.SERVER_ENV and settings.WORKER_ENV itself
     "postgres": {},  # tuned, with the database of _database_env
 }
-ON_POSTGRES = {"postgres"}
 
 
 def postgres_binaries_missing() -> str | None:
     """What is missing to run the PostgreSQL variant, or None."""
-    if shutil.which("initdb") and shutil.which("pg_ctl"):
+    if postgres_binaries_found():
         return None
     return (
-        "the PostgreSQL server binaries (initdb, pg_ctl) are not on PATH: apt-get install "
-        "postgresql-15 and add /usr/lib/postgresql/15/bin to PATH (`make bench` does)"
+        f"the PostgreSQL server binaries (initdb, pg_ctl) are not on PATH: {POSTGRES_INSTALL_HINT}"
+        " (`make bench` adds the bin directory)"
     )
 
 
 @contextlib.contextmanager
 def _database_env(variant: str) -> Iterator[dict[str, str]]:
     """The server's database settings: embedded SQLite, or a fresh PostgreSQL cluster."""
-    if variant not in ON_POSTGRES:
+    if variant != "postgres":
         yield {}
         return
     cluster = PostgresCluster().start()

@@ -21,11 +21,16 @@ def _as_postgres_user(argv: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *argv] if os.geteuid() == 0 else argv
 
 
+POSTGRES_INSTALL_HINT = "apt-get install postgresql-15 and put /usr/lib/postgresql/15/bin on PATH"
+
+
+def postgres_binaries_found() -> bool:
+    return bool(shutil.which("initdb") and shutil.which("pg_ctl"))
+
+
 def require_postgres_binaries() -> None:
     require(
-        bool(shutil.which("initdb") and shutil.which("pg_ctl")),
-        "the PostgreSQL server (initdb, pg_ctl)",
-        "apt-get install postgresql-15 and put /usr/lib/postgresql/15/bin on PATH",
+        postgres_binaries_found(), "the PostgreSQL server (initdb, pg_ctl)", POSTGRES_INSTALL_HINT
     )
 
 
