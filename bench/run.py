@@ -146,7 +146,7 @@ def table_rows(results: dict) -> list[tuple[str, ...]]:
             "0",
         ),
         (
-            "worker restarts by the supervisor (kept while the server hung)",
+            "worker restarts by the supervisor (kept unhealthy: server hung or runs live)",
             *each_stack(lambda v: f"{v['worker']['restarts']} ({v['worker']['kept']})"),
             "–",
             "0",

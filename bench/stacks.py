@@ -76,7 +76,8 @@ def count_503s(stack: LocalStack) -> int:
 
 def supervisor_decisions(stack: LocalStack) -> dict[str, int]:
     """How often the worker supervisor replaced the worker, and how often it kept an unhealthy
-    worker because the server itself did not answer (deployments/worker_supervisor.py)."""
+    worker because the server itself did not answer or the worker's flow runs still ran
+    (deployments/worker_supervisor.py)."""
     lines = [
         line
         for line in stack.worker.log_path.read_text(errors="replace").splitlines()
