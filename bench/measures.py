@@ -222,11 +222,12 @@ def inline_numbers_refused(client: SyncPrefectClient, count: int) -> str:
         )
     except Exception as exc:  # PrefectHTTPStatusError: what the user would see
         response = getattr(exc, "response", None)
-        return (
-            f"{response.status_code}: {response.json().get('detail', '')}"
-            if response
-            else repr(exc)
-        )
+        if response is None:
+            return repr(exc)
+        # A 422 names the problem in exception_detail's messages (the rest echoes the numbers).
+        body = response.json()
+        messages = [error.get("msg", "") for error in body.get("exception_detail", [])]
+        return f"{response.status_code}: {body.get('detail') or '; '.join(messages)}"
     client.delete_flow_run(run.id)
     return "accepted"
 
