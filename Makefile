@@ -2,6 +2,7 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
+TEST_WORKERS ?= 2
 # uv installs the lock file; bootstrapped with pip when the machine has none.
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 export DO_NOT_TRACK := 1
@@ -26,8 +27,10 @@ status:
 
 test: $(VENV)/.synced  ## unit, integrity, end-to-end and browser tests against real processes
 	scripts/install-test-tools
-	# Debian installs the PostgreSQL server binaries off PATH.
-	PATH="$$PATH:/usr/lib/postgresql/15/bin" $(VENV)/bin/pytest
+	# Debian installs the PostgreSQL server binaries off PATH. Two xdist workers: one runs the
+	# tests on the shared live stacks while the other runs those with stacks of their own
+	# (tests/conftest.py groups them); much of either is waiting on real processes.
+	PATH="$$PATH:/usr/lib/postgresql/15/bin" $(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadgroup
 
 # The exactly-once test at full size (make test runs 12 runs through 2 workers); reports in results/.
 reliability: $(VENV)/.synced  ## 50 runs at once through 3 workers on PostgreSQL (CI runs it)
