@@ -7,12 +7,16 @@ import shutil
 from collections.abc import Iterator
 
 import pytest
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser, expect, sync_playwright
 
 from deployments.settings import REPO_ROOT
 from deployments.stack import LocalStack
 from tests.browser.ui import PrefectUi
 from tests.requirements import require
+
+# Playwright's assertions wait 5 s by default. The UI's reads share two cores with the other
+# xdist worker's stacks (make test), and on SQLite they can wait for the database's write lock.
+expect.set_options(timeout=20_000)
 
 # Git-ignored: every step of every browser test leaves a screenshot here.
 SCREENSHOT_DIR = REPO_ROOT / "results" / "screenshots"
