@@ -1,8 +1,8 @@
 """deployments/worker_supervisor.py acts on the worker's health endpoint: a worker that hangs
 (SIGSTOP: alive, but its poll loop and endpoint answer nothing) is kept while its flow run still
 runs (a restart would end it), then replaced, and the pool's work goes on without anyone stepping
-in. A worker that cannot poll because its server hangs is not to
-blame: it is kept, and resumes when the server does."""
+in. A worker that cannot poll because its server hangs is not to blame: it is kept, and resumes
+when the server does."""
 
 from __future__ import annotations
 
