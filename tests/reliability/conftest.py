@@ -19,6 +19,7 @@ from deployments import settings
 from deployments.processes import ManagedProcess
 from deployments.spec import pull_steps
 from deployments.stack import LocalStack
+from deployments.worker_supervisor import live_children
 from tests.live_stack import new_stack, stack_client, wait_until
 from tests.postgres import PostgresCluster, require_postgres_binaries
 from tests.reliability.flows import WORKER_NAME_ENV, leave_marker, sleep_for
@@ -131,6 +132,5 @@ def read_markers(directory: Path) -> dict[str, list[str]]:
 
 def supervised_worker_pid(stack: LocalStack) -> int | None:
     """The worker that the stack's supervisor (its recorded worker process) runs as its child."""
-    supervisor = stack.worker.pid
-    children = Path(f"/proc/{supervisor}/task/{supervisor}/children").read_text().split()
-    return int(children[0]) if children else None
+    children = live_children(stack.worker.pid)
+    return children[0] if children else None

@@ -21,6 +21,9 @@ from tests.live_stack import run_deployment_and_wait, wait_for_final_state, wait
 from tests.reliability.conftest import supervised_worker_pid
 from tests.reports import report
 
+# Prefect reports a worker unhealthy once it has not polled for 30 poll intervals.
+WORKER_UNHEALTHY_AFTER_S = 30 * float(settings.WORKER_ENV["PREFECT_WORKER_QUERY_SECONDS"])
+
 
 def test_a_port_in_use_is_named_and_nothing_starts() -> None:
     with socket.socket() as taken:
@@ -44,8 +47,7 @@ def test_a_port_in_use_is_named_and_nothing_starts() -> None:
 @pytest.mark.parametrize("live_stack", ["sqlite"], indirect=True)
 def test_a_hung_worker_is_replaced_once_its_runs_end(api, live_stack, slow_deployment) -> None:
     # Long enough to outlast the worker's unhealthy window (30 polls) and the supervisor's.
-    polls_s = 30 * float(settings.WORKER_ENV["PREFECT_WORKER_QUERY_SECONDS"])
-    run_s = polls_s + worker_supervisor.UNHEALTHY_AFTER_S + 50
+    run_s = WORKER_UNHEALTHY_AFTER_S + worker_supervisor.UNHEALTHY_AFTER_S + 50
     flow_run = api.create_flow_run_from_deployment(
         slow_deployment.id, parameters={"seconds": run_s}
     )
@@ -62,7 +64,7 @@ def test_a_hung_worker_is_replaced_once_its_runs_end(api, live_stack, slow_deplo
         # A restart would end the run, so the supervisor keeps the worker while the run lasts...
         wait_until(
             lambda: "still run: keeping the worker" in live_stack.worker.log_tail(200),
-            polls_s + worker_supervisor.UNHEALTHY_AFTER_S + 40,
+            WORKER_UNHEALTHY_AFTER_S + worker_supervisor.UNHEALTHY_AFTER_S + 40,
             "the supervisor to keep the hung worker for its flow run",
         )
         assert supervised_worker_pid(live_stack) == hung
@@ -94,9 +96,10 @@ def test_a_worker_is_kept_while_its_server_hangs(api, live_stack) -> None:
     assert worker is not None and server is not None
     # The worker turns unhealthy 30 poll intervals after its last poll, the supervisor acts
     # UNHEALTHY_AFTER_S later and then waits for the server's readiness probe to time out.
-    polls_s = 30 * float(settings.WORKER_ENV["PREFECT_WORKER_QUERY_SECONDS"])
     deadline_s = (
-        polls_s + worker_supervisor.UNHEALTHY_AFTER_S + worker_supervisor.SERVER_READY_TIMEOUT_S
+        WORKER_UNHEALTHY_AFTER_S
+        + worker_supervisor.UNHEALTHY_AFTER_S
+        + worker_supervisor.SERVER_READY_TIMEOUT_S
     ) + 45
     os.kill(server, signal.SIGSTOP)
     hung_at = time.monotonic()
