@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 
 import pytest
@@ -10,7 +12,9 @@ import pytest
 # Before anything imports Prefect: nothing may call out, and nothing is written to ~/.prefect.
 os.environ["DO_NOT_TRACK"] = "1"
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
-os.environ.setdefault("PREFECT_HOME", tempfile.mkdtemp(prefix="prefect-home-tests-"))
+if "PREFECT_HOME" not in os.environ:  # xdist workers inherit the one their controller made
+    os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="prefect-home-tests-")
+    atexit.register(shutil.rmtree, os.environ["PREFECT_HOME"], ignore_errors=True)
 os.environ.pop("PREFECT_API_URL", None)  # tests choose their server explicitly
 
 pytest_plugins = ["tests.live_stack"]
