@@ -25,18 +25,20 @@ down:  ## stop exactly what `make up` started
 status:
 	$(PY) -m deployments.stack status
 
-test: $(VENV)/.synced  ## unit, integrity, end-to-end and browser tests against real processes
-	scripts/install-test-tools
-	# Debian installs the PostgreSQL server binaries off PATH. Two xdist workers: one runs the
-	# tests on the shared live stacks while the other runs those with stacks of their own
-	# (tests/conftest.py groups them); much of either is waiting on real processes.
-	PATH="$$PATH:/usr/lib/postgresql/15/bin" $(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadgroup
+# Debian installs the PostgreSQL server binaries off PATH. Two xdist workers: one runs the tests
+# on the shared live stacks while the other runs those with stacks of their own (tests/conftest.py
+# groups them); much of either is waiting on real processes.
+PYTEST := PATH="$$PATH:/usr/lib/postgresql/15/bin" $(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadgroup
 
-# The exactly-once test at full size (make test runs 12 runs through 2 workers); reports in results/.
-reliability: $(VENV)/.synced  ## 50 runs at once through 3 workers on PostgreSQL (CI runs it)
+test: $(VENV)/.synced  ## unit, integrity, end-to-end, browser and compose tests against real processes
 	scripts/install-test-tools
-	SOAK_RUNS=50 SOAK_WORKERS=3 PATH="$$PATH:/usr/lib/postgresql/15/bin" \
-		$(VENV)/bin/pytest tests/reliability/test_exactly_once.py
+	$(PYTEST) -m "not reliability"
+
+# Fault injection (killed, hung and restarted processes, a hung server), the concurrency burst and
+# 50 runs at once through 3 workers on PostgreSQL, exactly once; reports in results/.
+reliability: $(VENV)/.synced  ## the long reliability scenarios (CI runs them after make test)
+	scripts/install-test-tools
+	SOAK_RUNS=50 SOAK_WORKERS=3 $(PYTEST) -m reliability
 
 soak: $(VENV)/.synced  ## 300 runs through 2 workers on PostgreSQL
 	scripts/install-test-tools

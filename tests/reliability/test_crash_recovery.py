@@ -41,6 +41,7 @@ def test_the_zombie_automation_is_applied_once(api, live_stack) -> None:
     assert settings.ZOMBIE_AFTER_S >= 3 * settings.FLOW_HEARTBEAT_S
 
 
+@pytest.mark.reliability
 def test_killed_worker_and_flow_run_become_crashed(api, live_stack, slow_deployment) -> None:
     flow_run = api.create_flow_run_from_deployment(slow_deployment.id, parameters={"seconds": 600})
 

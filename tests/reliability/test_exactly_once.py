@@ -2,9 +2,9 @@
 executes exactly once (each execution leaves a marker file), the work is spread across the
 workers, and no log shows a locked database or an exhausted connection pool.
 
-`make test` runs a small version, 12 runs through 2 workers; `make reliability` (which CI runs
-too) 50 runs through 3 workers; `make soak` 300 runs through 2. SOAK_RUNS and SOAK_WORKERS set
-the size; the report goes to results/exactly-once-<runs>-runs.json."""
+`make reliability` (which CI runs too) runs 50 runs through 3 workers; `make soak` 300 runs
+through 2. SOAK_RUNS and SOAK_WORKERS set the size (12 through 2 when run alone); the report goes
+to results/exactly-once-<runs>-runs.json."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from tests.reliability.conftest import read_markers, running_workers
 from tests.reports import report as report_figures
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.reliability]
 
 RUNS = int(os.environ.get("SOAK_RUNS", "12"))
 WORKERS = int(os.environ.get("SOAK_WORKERS", "2"))

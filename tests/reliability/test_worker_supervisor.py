@@ -44,6 +44,7 @@ def test_a_port_in_use_is_named_and_nothing_starts() -> None:
 
 
 @pytest.mark.e2e
+@pytest.mark.reliability
 @pytest.mark.parametrize("live_stack", ["sqlite"], indirect=True)
 def test_a_hung_worker_is_replaced_once_its_runs_end(api, live_stack, slow_deployment) -> None:
     # Long enough to outlast the worker's unhealthy window (30 polls) and the supervisor's.
@@ -89,6 +90,7 @@ def test_a_hung_worker_is_replaced_once_its_runs_end(api, live_stack, slow_deplo
 
 
 @pytest.mark.e2e
+@pytest.mark.reliability
 @pytest.mark.parametrize("live_stack", ["sqlite"], indirect=True)
 def test_a_worker_is_kept_while_its_server_hangs(api, live_stack) -> None:
     worker = supervised_worker_pid(live_stack)
