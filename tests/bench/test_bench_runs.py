@@ -50,6 +50,7 @@ def test_tiny_benchmark_reports_every_measure() -> None:
     assert all(line.count("|") == 2 + len(VARIANTS) + 2 for line in table_lines), figures["table"]
     assert "| prefect deploy --all |" in figures["table"]
     assert figures["table"] in result.stdout
+    assert all(f"- {reason}\n" in result.stdout for reason in figures["unmet"])
 
     # A resumed run keeps the stacks that finished and measures only plain Python again.
     resumed = run_bench("tiny", timeout_s=300, BENCH_RESUME="1")
