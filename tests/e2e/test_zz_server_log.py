@@ -24,8 +24,10 @@ SQLITE_LOCKED = "sqlite3.OperationalError: database is locked"
 # flush is one, it inserts an empty row, which fails (events.occurred is NOT NULL); after 5
 # flushes it drops them. Such duplicates come from a client resending its unconfirmed events after
 # a reconnect once the server's 1,000-event duplicate filter has forgotten them. Accepted only
-# when the failed INSERT carried no event (no `occurred` column): the batch it wrote held nothing
-# new. PostgreSQL's writer ignores duplicates (ON CONFLICT DO NOTHING).
+# when the failed INSERT carried no event (no `occurred` column), so the part of the flush it
+# wrote held nothing new. Prefect writes a flush in parts of at most 999 SQL parameters (a few
+# dozen events): fresh events in another part would be dropped with it, which the log cannot
+# show. PostgreSQL's writer ignores duplicates (ON CONFLICT DO NOTHING).
 DUPLICATE_EVENTS_FLUSH = re.compile(
     r"Max flush retries \(\d+\) reached, dropping (?P<dropped>\d+) events.*"
     r"NOT NULL constraint failed: events\.occurred.*"

@@ -2,8 +2,8 @@
 executes exactly once (each execution leaves a marker file), the work is spread across the
 workers, and no log shows a locked database or an exhausted connection pool.
 
-`make reliability` (which CI runs too) runs 50 runs through 3 workers; `make soak` 300 runs
-through 2. SOAK_RUNS and SOAK_WORKERS set the size (12 through 2 when run alone); the report goes
+`make reliability` (which CI runs too) sends 50 runs through 3 workers, `make soak` 300 through
+2. SOAK_RUNS and SOAK_WORKERS set the size (12 through 2 when run alone); the report goes
 to results/exactly-once-<runs>-runs.json."""
 
 from __future__ import annotations
