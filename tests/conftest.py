@@ -24,10 +24,14 @@ pytest_plugins = ["tests.live_stack"]
 SHARED_STACKS = ("live_stack", "postgres_stack")
 
 
+# Not in effect yet: pytest-xdist 3.8.0 (the newest) adds the group to `item._nodeid`, which
+# pytest 9 no longer reads (it reads `_id`), so under `--dist loadgroup` every test is scheduled
+# on its own. Kept for when the two agree again (or pytest is pinned below 9).
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items) -> None:
-    """make test runs `pytest -n 2 --dist loadgroup`. Every test on one shared stack runs on one
-    xdist worker, in file order, so the stack starts once and the server-log checks still come
-    after the end-to-end tests; other tests stay together by module (module-scoped stacks)."""
+    """make test runs `pytest -n 2 --dist loadgroup`. Meant to put every test on one shared stack
+    on one xdist worker, in file order, so the stack starts once and the server-log checks come
+    after the end-to-end tests; other tests together by module (module-scoped stacks)."""
     for item in items:
         fixtures = getattr(item, "fixturenames", ())
         shared = next((name for name in SHARED_STACKS if name in fixtures), None)
