@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -259,4 +260,7 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    # SIGTERM (a stopped `make bench`, a test's timeout) unwinds like Ctrl-C: the stacks and
+    # PostgreSQL clusters it started are stopped on the way out instead of left running.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     sys.exit(main())

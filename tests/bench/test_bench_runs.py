@@ -19,19 +19,35 @@ pytestmark = pytest.mark.e2e
 
 
 def run_bench(size: str, timeout_s: float, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
+    """`python -m bench.run`; stopped with SIGTERM if the test ends first (a timeout), so that it
+    stops the stacks it started instead of leaving them running."""
+    bench = subprocess.Popen(
         [sys.executable, "-m", "bench.run"],
         env={**os.environ, "BENCH_SIZE": size, **env},
         cwd=settings.REPO_ROOT,
-        capture_output=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
         text=True,
-        timeout=timeout_s,
     )
+    try:
+        stdout, stderr = bench.communicate(timeout=timeout_s)
+    finally:
+        if bench.poll() is None:
+            bench.terminate()
+            try:
+                bench.communicate(timeout=settings.STOP_TIMEOUT_S * 4)
+            except subprocess.TimeoutExpired:
+                bench.kill()
+                bench.communicate()
+    return subprocess.CompletedProcess(bench.args, bench.returncode, stdout, stderr)
 
 
+# Three stacks one after the other plus a resumed run: 4 to 10 min under make test's two
+# workers, which start stacks of their own meanwhile (the suite's default timeout is 10 min).
+@pytest.mark.timeout(1500)
 def test_tiny_benchmark_reports_every_measure() -> None:
     require_postgres_binaries()
-    result = run_bench("tiny", timeout_s=900)
+    result = run_bench("tiny", timeout_s=1100)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     figures = json.loads((RESULTS_DIR / "bench-tiny.json").read_text())
     assert (RESULTS_DIR / "bench-tiny.png").stat().st_size > 0
