@@ -7,7 +7,7 @@ TEST_WORKERS ?= 2
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 export DO_NOT_TRACK := 1
 
-.PHONY: up down status test reliability soak bench lint format clean
+.PHONY: up down status plan apply test reliability soak bench lint format clean
 
 $(UV):
 	python3 -m pip install --user --quiet "uv==0.13.9"  # the version uv.lock was written with
@@ -24,6 +24,14 @@ down:  ## stop exactly what `make up` started
 
 status:
 	$(PY) -m deployments.stack status
+
+# Against PREFECT_API_URL (and PREFECT_API_AUTH_STRING), like every Prefect client.
+# ARGS passes options through, e.g. `make plan ARGS=--json` or `make apply ARGS=--prune`.
+plan: $(VENV)/.synced  ## what apply would change: exit 0 none, 2 changes, 1 error
+	$(PY) -m deployments plan $(ARGS)
+
+apply: $(VENV)/.synced  ## make the server match prefect.yaml (pool, deploy, schemas, automations)
+	$(PY) -m deployments apply $(ARGS)
 
 # Debian installs the PostgreSQL server binaries off PATH.
 PYTEST := PATH="$$PATH:/usr/lib/postgresql/15/bin" $(VENV)/bin/pytest

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from datetime import timedelta
+from pathlib import Path
 from uuid import UUID
 
 from prefect.client.orchestration import PrefectClient, get_client
@@ -18,16 +19,18 @@ from prefect.events.schemas.automations import AutomationCore, EventTrigger, Pos
 from prefect.events.schemas.events import ResourceSpecification
 
 from deployments import settings
+from deployments.spec import owner_tag
 
 ZOMBIE_AUTOMATION_NAME = "crash-zombie-flow-runs"
 
 
-def zombie_flow_runs() -> AutomationCore:
+def zombie_flow_runs(owner_tag: str) -> AutomationCore:
     """Prefect's documented zombie detection for self-hosted servers: a flow run that stops
     sending heartbeats (its process or machine died) without reaching a final state is marked
     CRASHED, so it cannot stay RUNNING forever."""
     return AutomationCore(
         name=ZOMBIE_AUTOMATION_NAME,
+        tags=[owner_tag],
         description=(
             f"Mark a flow run CRASHED when it sends no heartbeat for {settings.ZOMBIE_AFTER_S} s "
             f"(heartbeats every {settings.FLOW_HEARTBEAT_S} s)."
@@ -59,8 +62,9 @@ def zombie_flow_runs() -> AutomationCore:
     )
 
 
-def repository_automations() -> list[AutomationCore]:
-    return [zombie_flow_runs()]
+def repository_automations(owner_tag: str) -> list[AutomationCore]:
+    """Every automation the repository declares, each marked with the ownership tag."""
+    return [zombie_flow_runs(owner_tag)]
 
 
 async def _apply_one(client: PrefectClient, automation: AutomationCore) -> UUID:
@@ -74,9 +78,10 @@ async def _apply_one(client: PrefectClient, automation: AutomationCore) -> UUID:
     return keep.id
 
 
-async def apply_automations() -> dict[str, UUID]:
+async def apply_automations(path: Path = settings.PREFECT_YAML) -> dict[str, UUID]:
     async with get_client() as client:
-        return {a.name: await _apply_one(client, a) for a in repository_automations()}
+        automations = repository_automations(owner_tag(path))
+        return {a.name: await _apply_one(client, a) for a in automations}
 
 
 def main() -> int:

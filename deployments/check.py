@@ -16,24 +16,29 @@ from pathlib import Path
 
 from prefect.client.orchestration import PrefectClient, get_client
 from prefect.exceptions import ObjectNotFound
-from prefect.flows import load_flow_from_entrypoint
 
 from deployments import settings
-from deployments.spec import SpecError, load_deployments
+from deployments.spec import SpecError, load_deployments, owner_tag
 
 
 def check_spec(path: Path = settings.PREFECT_YAML) -> list[str]:
-    """Every deployment's entrypoint exists and names a flow; return the deployment names."""
+    """Every deployment's entrypoint exists and names a flow, and every deployment carries the
+    ownership tag; return the deployment names."""
     names = []
+    tag = owner_tag(path)
     for index, spec in enumerate(load_deployments(path)):
+        if tag not in spec.tags:
+            raise SpecError(
+                f"{path.name}: deployments[{index}].tags ({spec.name!r}): add {tag!r}, the "
+                "marker of what this repository owns on the server (e.g. `tags: [*owner_tag]`)"
+            )
         where = f"{path.name}: deployments[{index}].entrypoint ({spec.entrypoint!r})"
         if ":" not in spec.entrypoint:
             raise SpecError(f"{where}: expected 'path/to/file.py:flow_function'")
         if not spec.entrypoint_path.is_file():
             raise SpecError(f"{where}: no such file {spec.entrypoint_path}")
         try:
-            # Raises for an import error, a missing name, or a function that is not a @flow.
-            load_flow_from_entrypoint(f"{spec.entrypoint_path}:{spec.flow_function}")
+            spec.load_flow()
         except Exception as exc:
             raise SpecError(f"{where}: cannot be loaded: {exc}") from exc
         names.append(spec.name)

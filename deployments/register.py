@@ -22,7 +22,6 @@ from prefect.client.schemas.actions import (
 from prefect.client.schemas.objects import ConcurrencyOptions
 from prefect.client.schemas.schedules import IntervalSchedule
 from prefect.exceptions import ObjectNotFound
-from prefect.flows import load_flow_from_entrypoint
 from prefect.utilities.callables import parameter_schema
 
 from deployments import settings
@@ -36,7 +35,7 @@ ScheduleAction = TypeVar("ScheduleAction", DeploymentScheduleCreate, DeploymentS
 async def _register_one(
     client: PrefectClient, spec: DeploymentSpec, pool_name: str, steps: list[dict]
 ) -> UUID:
-    flow = load_flow_from_entrypoint(f"{spec.entrypoint_path}:{spec.flow_function}")
+    flow = spec.load_flow()
     fields = dict(
         version=spec.version,
         description=spec.description,

@@ -1,16 +1,29 @@
 """prefect.yaml, read once: the one list of deployments that the CLI, the registration script,
-the serve script and the tests share."""
+the serve script and the tests share.
+
+Read as `prefect deploy` reads it: YAML anchors (`definitions`) merged, `{{ $ENV_VAR }}`
+placeholders filled from the environment, and the work pool defaulting to prefect.toml's
+`default_work_pool_name` (deployments/settings.py).
+"""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import yaml
+from prefect import Flow
+from prefect.flows import load_flow_from_entrypoint
+from prefect.utilities.templating import apply_values
 
 from deployments import settings
+
+# The ownership marker: a tag naming the project (prefect.yaml's `name`). `python -m deployments
+# plan/apply --prune` change or delete only deployments and automations that carry it.
+OWNER_TAG_PREFIX = "managed-by:"
 
 
 class SpecError(ValueError):
@@ -40,6 +53,7 @@ class DeploymentSpec:
     parameters: dict[str, Any]
     enforce_parameter_schema: bool
     job_variables: dict[str, Any]
+    work_pool_name: str
     schedules: list[ScheduleSpec] = field(default_factory=list)
     concurrency: ConcurrencySpec | None = None
 
@@ -50,6 +64,10 @@ class DeploymentSpec:
     @property
     def flow_function(self) -> str:
         return self.entrypoint.split(":", 1)[1]
+
+    def load_flow(self) -> Flow:
+        """Import the flow; raises for an import error, a missing name or a non-@flow."""
+        return load_flow_from_entrypoint(f"{self.entrypoint_path}:{self.flow_function}")
 
 
 def load_raw(path: Path = settings.PREFECT_YAML) -> dict[str, Any]:
@@ -64,6 +82,14 @@ def load_raw(path: Path = settings.PREFECT_YAML) -> dict[str, Any]:
 
 def pull_steps(path: Path = settings.PREFECT_YAML) -> list[dict[str, Any]]:
     return load_raw(path).get("pull") or []
+
+
+def owner_tag(path: Path = settings.PREFECT_YAML) -> str:
+    """The tag that marks what this prefect.yaml owns on the server."""
+    name = load_raw(path).get("name")
+    if not isinstance(name, str) or not name:
+        raise SpecError(f"{path.name}: needs a top-level `name:` (the project's name)")
+    return OWNER_TAG_PREFIX + name
 
 
 def _schedule(where: str, item: dict[str, Any]) -> ScheduleSpec:
@@ -95,6 +121,10 @@ def load_deployments(path: Path = settings.PREFECT_YAML) -> list[DeploymentSpec]
     specs = []
     for index, item in enumerate(load_raw(path)["deployments"]):
         where = f"{path.name}: deployments[{index}]"
+        if not isinstance(item, dict):
+            raise SpecError(f"{where}: must be a mapping of deployment fields")
+        item = apply_values(item, os.environ, remove_notset=False)  # as `prefect deploy` does
+        work_pool = item.get("work_pool") or {}
         try:
             specs.append(
                 DeploymentSpec(
@@ -105,7 +135,8 @@ def load_deployments(path: Path = settings.PREFECT_YAML) -> list[DeploymentSpec]
                     tags=list(item.get("tags", [])),
                     parameters=dict(item.get("parameters") or {}),
                     enforce_parameter_schema=bool(item.get("enforce_parameter_schema", True)),
-                    job_variables=dict((item.get("work_pool") or {}).get("job_variables") or {}),
+                    job_variables=dict(work_pool.get("job_variables") or {}),
+                    work_pool_name=work_pool.get("name") or settings.WORK_POOL_NAME,
                     schedules=[
                         _schedule(f"{where}.schedules[{i}]", schedule)
                         for i, schedule in enumerate(item.get("schedules") or [])

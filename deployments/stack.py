@@ -105,8 +105,8 @@ class LocalStack:
             **self._auth_env,
             **self._extra_env,
         }
-        # Only the worker knows where the code lives (see the pull step in prefect.yaml); if
-        # `prefect deploy` saw the variable it would bake this machine's path into the deployment.
+        # Only the worker resolves where the code lives (prefect.yaml's pull step); the server
+        # and the deploy tooling never need it.
         env.pop(settings.FLOW_CODE_DIR_ENV, None)
         return env
 
@@ -206,21 +206,11 @@ class LocalStack:
     def create_pool(self) -> None:
         self.run_cli(sys.executable, "-m", "deployments.pool", self.pool_name)
 
-    def provision(self, step: str, *args: str) -> None:
-        """One side of `prefect deploy` (deployments/provision.py). before-deploy checks
-        prefect.yaml, its entrypoints and the pool first: a broken file stops there with its field
-        named, before the server changes (`prefect deploy` would only warn)."""
-        self.run_cli(sys.executable, "-m", "deployments.provision", step, *args)
-
-    def deploy(self) -> subprocess.CompletedProcess[str]:
-        """What a second `make up` does to the deployments of a running stack."""
-        self.provision("before-deploy", self.pool_name)
-        deployed = self.run_cli(PREFECT, "--no-prompt", "deploy", "--all")
-        self.provision("after-deploy")
-        return deployed
-
-    def apply_automations(self) -> None:
-        self.run_cli(sys.executable, "-m", "deployments.automations")
+    def apply(self, *options: str) -> subprocess.CompletedProcess[str]:
+        """`python -m deployments apply`: prefect.yaml checked first (a broken file stops there
+        with its field named, before the server changes), then the pool, `prefect deploy --all`,
+        the strict schemas and the automations."""
+        return self.run_cli(sys.executable, "-m", "deployments", "apply", *options)
 
     def worker_args(self, name: str | None = None) -> list[str]:
         """The options of `prefect worker start` for this stack's pool."""
@@ -265,17 +255,15 @@ class LocalStack:
         return self.worker_online() or not self.worker.is_running()
 
     def up(self, with_worker: bool = True) -> None:
-        """What `make up` runs. The steps around `prefect deploy` run in one process per side
-        (deployments/provision.py), and the worker starts while the deployments are made: each
-        of these processes spends its first 3 s of CPU importing Prefect."""
+        """What `make up` runs. The worker starts while the deployments are applied (it creates
+        a missing pool itself, which apply then completes): each of these processes spends its
+        first 3 s of CPU importing Prefect."""
         self.start_server()
-        self.provision("before-deploy", self.pool_name)
         launched = with_worker and not self.worker.is_running()
         if launched:
-            self.launch_worker()  # it only needs the pool
+            self.launch_worker()
         try:
-            self.run_cli(PREFECT, "--no-prompt", "deploy", "--all")
-            self.provision("after-deploy")
+            self.apply()
         except StackError:
             if launched:  # no worker left polling for deployments that failed
                 self.worker.stop(settings.STOP_TIMEOUT_S)

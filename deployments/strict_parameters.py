@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from pathlib import Path
 from typing import Any
 
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import DeploymentUpdate
-from prefect.flows import load_flow_from_entrypoint
 
+from deployments import settings
 from deployments.spec import load_deployments
 
 
@@ -25,12 +26,12 @@ def strict(schema: dict[str, Any]) -> dict[str, Any]:
     return {**schema, "additionalProperties": False}
 
 
-async def apply_strict_parameters() -> list[str]:
+async def apply_strict_parameters(path: Path = settings.PREFECT_YAML) -> list[str]:
     """Make every prefect.yaml deployment's schema strict; return the names it changed."""
     changed = []
     async with get_client() as client:
-        for spec in load_deployments():
-            flow = load_flow_from_entrypoint(f"{spec.entrypoint_path}:{spec.flow_function}")
+        for spec in load_deployments(path):
+            flow = spec.load_flow()
             deployment = await client.read_deployment_by_name(f"{flow.name}/{spec.name}")
             schema = deployment.parameter_openapi_schema or {}
             if schema.get("additionalProperties") is False:

@@ -15,7 +15,7 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import StateType
 
 from deployments.spec import load_deployments
-from deployments.stack import LocalStack
+from deployments.stack import PREFECT, LocalStack
 from tests.live_stack import new_stack, stack_client, wait_until
 
 pytestmark = pytest.mark.e2e
@@ -65,15 +65,22 @@ def scheduled_start_times(api) -> list:
 
 
 def test_three_more_deploys_keep_ids_one_schedule_and_no_duplicate_runs(live_stack, api) -> None:
+    """Users' own `prefect deploy --all`, each followed by the apply of a second `make up`."""
     before = ids_and_schedules(api)
     for _ in range(3):
-        live_stack.deploy()
+        live_stack.run_cli(PREFECT, "--no-prompt", "deploy", "--all")
+        live_stack.apply()
     after = ids_and_schedules(api)
     assert after == before
     assert len(after["greeting-schedule"][1]) == 1
     assert set(after) == {spec.name for spec in load_deployments()}
+
     # The scheduler (re)fills upcoming runs; none may be doubled by the redeploys.
-    starts = wait_until(lambda: scheduled_start_times(api), 90, "upcoming scheduled runs")
+    def two_or_more_upcoming() -> list:
+        starts = scheduled_start_times(api)
+        return starts if len(starts) >= 2 else []
+
+    starts = wait_until(two_or_more_upcoming, 90, "two or more upcoming scheduled runs")
     gaps = [(b - a).total_seconds() for a, b in zip(starts, starts[1:], strict=False)]
     assert all(gap >= 300 for gap in gaps), f"runs closer than the 300 s interval: {starts}"
 

@@ -42,6 +42,7 @@ def test_the_repository_prefect_yaml_passes() -> None:
         ),
         (_squares(concurrency_limit={"limit": "two"}), "deployments[0].concurrency_limit"),
         ({"name": "no-entrypoint", "version": "1"}, "missing required field 'entrypoint'"),
+        (_squares(tags=["squares"]), "deployments[0].tags ('compute-squares'): add 'managed-by:"),
     ],
     ids=[
         "missing-file",
@@ -51,6 +52,7 @@ def test_the_repository_prefect_yaml_passes() -> None:
         "bad-collision-strategy",
         "bad-limit",
         "no-entrypoint",
+        "no-owner-tag",
     ],
 )
 def test_broken_deployment_is_named(tmp_path: Path, deployment: dict, named: str) -> None:

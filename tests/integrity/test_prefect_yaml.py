@@ -3,6 +3,9 @@ own shape. Catches what Prefect would silently ignore or only reject at run time
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 import pytest
 import yaml
 from prefect import Flow
@@ -12,7 +15,8 @@ from prefect.cli.deploy._models import (
     RawScheduleConfig,
     WorkPoolConfig,
 )
-from prefect.flows import load_flow_from_entrypoint
+from prefect.deployments.steps.core import StepExecutionError, run_steps
+from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.utilities.callables import parameter_schema
 from prefect.utilities.schema_tools import ValidationError, validate
 
@@ -31,7 +35,7 @@ def _keys(model) -> set[str]:
 
 
 def _flow(spec: DeploymentSpec) -> Flow:
-    return load_flow_from_entrypoint(f"{spec.entrypoint_path}:{spec.flow_function}")
+    return spec.load_flow()
 
 
 def test_declares_the_tutorial_deployments() -> None:
@@ -99,12 +103,43 @@ def test_compute_squares_defaults_to_the_tutorial_numbers() -> None:
     assert BY_NAME["compute-squares"].parameters == {"numbers": [2, 4, 6]}
 
 
-def test_pull_steps_check_then_enter_the_code_dir_named_by_the_worker() -> None:
-    guard, enter = RAW["pull"]
-    script = guard["prefect.deployments.steps.run_shell_script"]["script"]
-    assert f'test -d "${settings.FLOW_CODE_DIR_ENV}/flows"' in script
-    directory = enter["prefect.deployments.steps.set_working_directory"]["directory"]
-    assert directory == "{{ $" + settings.FLOW_CODE_DIR_ENV + " }}"
+def _run_pull_steps(monkeypatch, cwd: Path, flow_code_dir: Path | None) -> Path:
+    """prefect.yaml's pull steps through Prefect's own step runner, as a flow-run process runs
+    them; returns the directory they left the process in."""
+    monkeypatch.chdir(cwd)
+    # The step runner makes an API client; with no URL Prefect would start a temporary server.
+    # These steps never call it: a closed port proves that.
+    if flow_code_dir is None:
+        monkeypatch.delenv(settings.FLOW_CODE_DIR_ENV, raising=False)
+    else:
+        monkeypatch.setenv(settings.FLOW_CODE_DIR_ENV, str(flow_code_dir))
+    with temporary_settings({PREFECT_API_URL: "http://127.0.0.1:9/api"}):
+        asyncio.run(run_steps(RAW["pull"]))
+    return Path.cwd()
+
+
+def test_pull_steps_enter_the_worker_directory_without_flow_code_dir(monkeypatch) -> None:
+    assert _run_pull_steps(monkeypatch, settings.REPO_ROOT, None) == settings.REPO_ROOT
+
+
+def test_pull_steps_enter_flow_code_dir_from_anywhere(monkeypatch, tmp_path) -> None:
+    assert _run_pull_steps(monkeypatch, tmp_path, settings.REPO_ROOT) == settings.REPO_ROOT
+
+
+@pytest.mark.parametrize("flow_code_dir", [None, "missing"], ids=["unset", "wrong"])
+def test_pull_steps_name_the_fix_outside_a_clone(monkeypatch, tmp_path, flow_code_dir) -> None:
+    code_dir = tmp_path / flow_code_dir if flow_code_dir else None
+    with pytest.raises(StepExecutionError) as error:
+        _run_pull_steps(monkeypatch, tmp_path, code_dir)
+    assert "start the worker from the repository root, or set FLOW_CODE_DIR" in str(
+        error.value.__cause__
+    )
+    assert Path.cwd() == tmp_path  # left where it was
+
+
+def test_flow_runs_start_in_the_worker_directory() -> None:
+    for spec in SPECS:
+        assert spec.job_variables["working_dir"] == "."
 
 
 def test_prefect_reads_the_same_pool_name_as_our_settings(monkeypatch) -> None:

@@ -133,6 +133,6 @@ def test_broken_prefect_yaml_stops_the_compose_deploy_before_the_server_changes(
         text=True,
         timeout=300,
     )
-    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.returncode == 1, result.stdout + result.stderr
     assert "deployments[1].entrypoint ('flows/greetings.py:say_goodbye')" in result.stderr
     assert {d.name: (d.id, d.updated) for d in api.read_deployments()} == before

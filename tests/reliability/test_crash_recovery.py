@@ -34,7 +34,7 @@ def _heartbeats(api, flow_run_id) -> list[dict]:
 
 
 def test_the_zombie_automation_is_applied_once(api, live_stack) -> None:
-    live_stack.apply_automations()  # a second apply, as a second `make up` does
+    live_stack.apply()  # a second apply, as a second `make up` does
     (automation,) = api.read_automations_by_name(ZOMBIE_AUTOMATION_NAME)
     assert automation.enabled
     assert automation.trigger.within.total_seconds() == settings.ZOMBIE_AFTER_S

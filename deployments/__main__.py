@@ -1,0 +1,94 @@
+"""The repository's deploy tooling, one command line (run from the repository root):
+
+    python -m deployments plan [--prune] [--json]      # what apply would change; changes nothing
+    python -m deployments apply [--prune] [--adopt]    # make the server match prefect.yaml
+    python -m deployments check                        # prefect.yaml and its entrypoints only
+
+All take `--prefect-file PATH` (default: prefect.yaml) and reach the server through
+PREFECT_API_URL and PREFECT_API_AUTH_STRING, like every Prefect client.
+
+Exit codes, as Terraform's `plan -detailed-exitcode`: plan exits 0 when the server matches,
+2 when there are changes, 1 on an error (a broken prefect.yaml, an unreachable server, a
+conflict with an object the repository does not own). apply and check exit 0 or 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+import httpx
+
+from deployments import settings
+from deployments.apply import ApplyError, apply, plan
+from deployments.check import check_spec
+from deployments.plan import render
+from deployments.pool import PoolConflict
+from deployments.spec import SpecError
+
+EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # exit 1, not argparse's 2: plan's 2 means "changes"
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_ERROR, f"error: {message}\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m deployments", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--prefect-file", type=Path, default=settings.PREFECT_YAML)
+    prune = argparse.ArgumentParser(add_help=False)
+    prune.add_argument(
+        "--prune", action="store_true", help="delete owned objects no longer declared"
+    )
+    show = commands.add_parser("plan", parents=[common, prune], help="show what apply would do")
+    show.add_argument("--json", action="store_true", help="the plan as JSON, for CI")
+    change = commands.add_parser("apply", parents=[common, prune], help="apply prefect.yaml")
+    change.add_argument(
+        "--adopt",
+        action="store_true",
+        help="take over declared names that exist without the ownership tag",
+    )
+    commands.add_parser("check", parents=[common], help="check prefect.yaml and its entrypoints")
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    if args.command == "check":
+        names = check_spec(args.prefect_file)
+        print(f"{args.prefect_file.name} OK: {', '.join(names)}")
+        return EXIT_OK
+    if args.command == "plan":
+        result = asyncio.run(plan(args.prefect_file, args.prune))
+        print(result.to_json() if args.json else render(result))
+        if result.conflicts:
+            print("error: conflicts: apply would stop (see above)", file=sys.stderr)
+            return EXIT_ERROR
+        return EXIT_CHANGES if result.has_changes else EXIT_OK
+    before, done = asyncio.run(apply(args.prefect_file, args.prune, args.adopt))
+    print(render(before))
+    print("Apply complete:" if done else "Apply complete: nothing to do.")
+    for step in done:
+        print(f"  {step}")
+    return EXIT_OK
+
+
+def main(argv: list[str]) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return _run(args)
+    except (SpecError, PoolConflict, ApplyError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except httpx.HTTPStatusError as exc:  # e.g. 401: missing or wrong PREFECT_API_AUTH_STRING
+        print(f"error: the Prefect server refused {exc.request.url}: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
