@@ -58,9 +58,11 @@ soak: $(VENV)/.synced  ## 300 runs through 2 workers on PostgreSQL
 bench: $(VENV)/.synced  ## Prefect defaults vs tuned (SQLite, PostgreSQL) vs plain Python; results/bench.*
 	PATH="$$PATH:/usr/lib/postgresql/15/bin" $(PY) -m bench.run
 
-lint: $(VENV)/.synced
+lint: $(VENV)/.synced  ## ruff; actionlint and zizmor (offline) on .github/workflows
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/actionlint .github/workflows/*.yml
+	$(VENV)/bin/zizmor --offline --quiet .github/workflows
 
 format: $(VENV)/.synced
 	$(VENV)/bin/ruff check --fix .
