@@ -33,19 +33,23 @@ class ApplyError(RuntimeError):
     """A step failed or was refused; the message says which and what to do."""
 
 
-async def _connected_client_plan(client: PrefectClient, declared: Declared, prune: bool) -> Plan:
+async def _plan(client: PrefectClient, path: Path, prune: bool) -> tuple[Declared, Plan]:
     error = await client.api_healthcheck()
     if error is not None:
         raise ApplyError(f"the Prefect server at {client.api_url} did not answer: {error}")
+    declared = await load_declared(client, path)
+    return declared, await _compare(client, declared, prune)
+
+
+async def _compare(client: PrefectClient, declared: Declared, prune: bool) -> Plan:
     return make_plan(declared, await read_server(client, declared), str(client.api_url), prune)
 
 
 async def plan(path: Path = settings.PREFECT_YAML, prune: bool = False) -> Plan:
     """Check prefect.yaml, read the server and compare; changes nothing."""
     check_spec(path)
-    declared = load_declared(path)
     async with get_client() as client:
-        return await _connected_client_plan(client, declared, prune)
+        return (await _plan(client, path, prune))[1]
 
 
 def _deploy(path: Path) -> None:
@@ -110,9 +114,8 @@ async def apply(
 ) -> tuple[Plan, list[str]]:
     """Apply prefect.yaml; return the plan it started from and what it did, step by step."""
     check_spec(path)
-    declared = load_declared(path)
     async with get_client() as client:
-        before = await _connected_client_plan(client, declared, prune)
+        declared, before = await _plan(client, path, prune)
         if before.conflicts and not adopt:
             names = ", ".join(f"{c.kind} {c.name}" for c in before.conflicts)
             raise ApplyError(
@@ -134,7 +137,7 @@ async def apply(
             done += [f"deleted {what}" for what in await _prune(client, before)]
         if not await _record_applied(client, declared):
             done.append("too many objects to record what was applied: drift shows as update")
-        after = await _connected_client_plan(client, declared, prune)
+        after = await _compare(client, declared, prune)
         if after.has_changes:
             raise ApplyError(
                 "apply finished but the server still differs from prefect.yaml:\n" + render(after)

@@ -16,8 +16,13 @@ from typing import Any
 
 import yaml
 from prefect import Flow
+from prefect.client.orchestration import PrefectClient
 from prefect.flows import load_flow_from_entrypoint
-from prefect.utilities.templating import apply_values
+from prefect.utilities.templating import (
+    apply_values,
+    resolve_block_document_references,
+    resolve_variables,
+)
 
 from deployments import settings
 
@@ -117,9 +122,13 @@ def _concurrency(where: str, item: Any) -> ConcurrencySpec | None:
     return ConcurrencySpec(limit=item["limit"], collision_strategy=strategy)
 
 
-def load_deployments(path: Path = settings.PREFECT_YAML) -> list[DeploymentSpec]:
+def load_deployments(
+    path: Path = settings.PREFECT_YAML, items: list[Any] | None = None
+) -> list[DeploymentSpec]:
+    """The deployments of `path`, or `items` in its place (the same entries, already resolved
+    against the server by `resolve_deployments`)."""
     specs = []
-    for index, item in enumerate(load_raw(path)["deployments"]):
+    for index, item in enumerate(load_raw(path)["deployments"] if items is None else items):
         where = f"{path.name}: deployments[{index}]"
         if not isinstance(item, dict):
             raise SpecError(f"{where}: must be a mapping of deployment fields")
@@ -149,3 +158,15 @@ def load_deployments(path: Path = settings.PREFECT_YAML) -> list[DeploymentSpec]
         except KeyError as exc:
             raise SpecError(f"{where}: missing required field {exc.args[0]!r}") from exc
     return specs
+
+
+async def resolve_deployments(
+    client: PrefectClient, path: Path = settings.PREFECT_YAML
+) -> list[DeploymentSpec]:
+    """As `prefect deploy` reads them: block references and `{{ prefect.variables.* }}` resolved
+    on the server first, then the environment's `{{ $VAR }}` placeholders."""
+    items = []
+    for item in load_raw(path)["deployments"]:
+        item = await resolve_block_document_references(item, client=client)
+        items.append(await resolve_variables(item, client=client))
+    return load_deployments(path, items)

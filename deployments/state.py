@@ -23,7 +23,7 @@ from prefect.utilities.callables import parameter_schema
 
 from deployments import settings
 from deployments.automations import repository_automations
-from deployments.spec import DeploymentSpec, load_deployments, owner_tag, pull_steps
+from deployments.spec import DeploymentSpec, owner_tag, pull_steps, resolve_deployments
 from deployments.strict_parameters import strict
 
 Fields = dict[str, Any]
@@ -128,11 +128,12 @@ def automation_fields(automation: AutomationCore) -> Fields:
     return data
 
 
-def load_declared(path: Path = settings.PREFECT_YAML) -> Declared:
-    """Read prefect.yaml and import every flow it names (SpecError when broken)."""
+async def load_declared(client: PrefectClient, path: Path = settings.PREFECT_YAML) -> Declared:
+    """Read prefect.yaml, resolved against `client`'s server, and import every flow it names
+    (SpecError when broken)."""
     tag = owner_tag(path)
     steps = pull_steps(path)
-    specs = load_deployments(path)
+    specs = await resolve_deployments(client, path)
     deployments = {
         f"{spec.load_flow().name}/{spec.name}": declared_deployment(spec, steps) for spec in specs
     }

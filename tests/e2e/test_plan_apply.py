@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 from prefect.client.orchestration import SyncPrefectClient
-from prefect.client.schemas.actions import DeploymentUpdate
+from prefect.client.schemas.actions import DeploymentUpdate, VariableCreate
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 from prefect.client.schemas.objects import StateType
 from prefect.states import Running
@@ -20,7 +20,7 @@ from prefect.states import Running
 from deployments import settings
 from deployments.spec import owner_tag
 from deployments.stack import LocalStack
-from tests.live_stack import new_stack, stack_client, wait_until
+from tests.live_stack import new_stack, stack_client, unique, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -46,12 +46,20 @@ def api(server: LocalStack) -> Iterator[SyncPrefectClient]:
         yield client
 
 
-def cli(stack: LocalStack, *args: str) -> subprocess.CompletedProcess[str]:
-    return stack.run_cli(sys.executable, "-m", "deployments", *args, check=False)
+def cli(stack: LocalStack, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """`python -m deployments ...` against `stack`, with `env` added to its environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "deployments", *args],
+        env={**stack.env, **env},
+        cwd=settings.REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
-def plan_json(stack: LocalStack, *args: str) -> tuple[int, dict]:
-    result = cli(stack, "plan", "--json", *args)
+def plan_json(stack: LocalStack, *args: str, **env: str) -> tuple[int, dict]:
+    result = cli(stack, "plan", "--json", *args, **env)
     assert result.returncode in (0, 1, 2), result.stderr
     return result.returncode, json.loads(result.stdout)
 
@@ -129,20 +137,25 @@ def test_out_of_band_edit_is_drift_and_apply_undoes_it(server, api) -> None:
     assert cli(server, "plan").returncode == 0
 
 
-def test_repository_change_is_an_update_field_by_field(server, tmp_path) -> None:
+def test_repository_change_is_an_update_field_by_field(server, api, tmp_path) -> None:
+    """Templated as `prefect deploy` templates: a Prefect variable and an environment variable."""
     applied(server)
+    variable = unique("squares_description").replace("-", "_")
+    api.create_variable(VariableCreate(name=variable, value="Squares, described anew."))
 
     def edit(raw: dict) -> None:
         squares = next(d for d in raw["deployments"] if d["name"] == "compute-squares")
-        squares["description"] = "Squares, described anew."
+        squares["description"] = "{{ prefect.variables." + variable + " }}"
+        squares["version"] = "{{ $SQUARES_VERSION }}"
         squares["parameters"] = {"numbers": [1, 2]}
 
     path = edited_prefect_yaml(tmp_path, edit)
-    code, plan = plan_json(server, "--prefect-file", str(path))
+    code, plan = plan_json(server, "--prefect-file", str(path), SQUARES_VERSION="9.9.9")
     assert code == 2
     fields = {f["field"]: f for f in changes(plan, "update")[SQUARES]["fields"]}
-    assert set(fields) == {"description", "parameters"}
+    assert set(fields) == {"description", "version", "parameters"}
     assert fields["description"]["declared"] == "Squares, described anew."
+    assert fields["version"]["declared"] == "9.9.9"
     assert fields["parameters"]["server"] == {"numbers": [2, 4, 6]}
     assert not any(f["drift"] for f in fields.values())  # the repository changed, not the server
 
