@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 from pathlib import Path
 
@@ -24,6 +25,7 @@ import httpx
 from deployments import settings
 from deployments.apply import ApplyError, apply, plan
 from deployments.check import check_spec
+from deployments.image_tag import IMAGE_TAG_ENV, image_tag
 from deployments.plan import render
 from deployments.pool import PoolConflict
 from deployments.spec import SpecError
@@ -80,6 +82,9 @@ def _run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
+    # The image tag prefect-docker.yaml builds, pushes and names in its job variables: derived
+    # from the code here, so that plan and the deploy it runs agree on it.
+    os.environ.setdefault(IMAGE_TAG_ENV, image_tag())
     try:
         return _run(args)
     except (SpecError, PoolConflict, ApplyError) as exc:

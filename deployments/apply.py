@@ -9,6 +9,7 @@ and the plan has no conflict (or `adopt` takes the conflicting objects over).
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -54,9 +55,12 @@ async def plan(path: Path = settings.PREFECT_YAML, prune: bool = False) -> Plan:
 
 def _deploy(path: Path) -> None:
     """Prefect's own deploy machinery, as users run it, from the repository root."""
+    # Build steps run commands as `python ...`: this environment's, as if it were activated.
+    path_env = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     result = subprocess.run(
         [PREFECT, "--no-prompt", "deploy", "--all", "--prefect-file", str(path)],
         cwd=settings.REPO_ROOT,
+        env={**os.environ, "PATH": path_env},
         capture_output=True,
         text=True,
         timeout=600,
@@ -124,7 +128,8 @@ async def apply(
                 "the server, or run `python -m deployments apply --adopt` to take it over."
             )
         done = [
-            f"work pool {name} {await ensure_pool(name)}" for name in sorted(declared.pool_names)
+            f"work pool {name} {await ensure_pool(name, pool_type=pool_type)}"
+            for name, pool_type in sorted(declared.pools.items())
         ]
         if any(c.kind == DEPLOYMENT and c.action != "delete" for c in before.changes):
             _deploy(path)

@@ -11,14 +11,41 @@ naming the file and field, and nothing on the server changes.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from prefect.client.orchestration import PrefectClient, get_client
 from prefect.exceptions import ObjectNotFound
+from prefect.utilities.templating import PlaceholderType, find_placeholders
 
 from deployments import settings
-from deployments.spec import SpecError, load_deployments, owner_tag
+from deployments.spec import SpecError, load_deployments, load_raw, owner_tag
+
+
+def _unset_env_placeholders(value: Any, where: str) -> list[tuple[str, str]]:
+    """(where, NAME) for every `{{ $NAME }}` in `value` whose variable is not set: `prefect
+    deploy` would keep the placeholder as literal text and fail far from its cause."""
+    if isinstance(value, dict):
+        return [u for k, v in value.items() for u in _unset_env_placeholders(v, f"{where}.{k}")]
+    if isinstance(value, list):
+        return [u for i, v in enumerate(value) for u in _unset_env_placeholders(v, f"{where}[{i}]")]
+    if not isinstance(value, str):
+        return []
+    names = [
+        p.name.lstrip("$") for p in find_placeholders(value) if p.type is PlaceholderType.ENV_VAR
+    ]
+    return [(where, name) for name in names if name not in os.environ]
+
+
+def check_environment(path: Path = settings.PREFECT_YAML) -> None:
+    raw = load_raw(path)
+    for section in ("build", "push", "pull", "deployments"):
+        unset = _unset_env_placeholders(raw.get(section) or [], section)
+        if unset:
+            where, name = unset[0]
+            raise SpecError(f"{path.name}: {where} uses {{{{ ${name} }}}}, but {name} is not set")
 
 
 def check_spec(path: Path = settings.PREFECT_YAML) -> list[str]:
@@ -26,6 +53,7 @@ def check_spec(path: Path = settings.PREFECT_YAML) -> list[str]:
     ownership tag; return the deployment names."""
     names = []
     tag = owner_tag(path)
+    check_environment(path)
     for index, spec in enumerate(load_deployments(path)):
         if tag not in spec.tags:
             raise SpecError(

@@ -1,6 +1,7 @@
-"""Create or update the process work pool, idempotently.
+"""Create or update a work pool, idempotently: the process pool, or the Docker pool of
+prefect-docker.yaml.
 
-    python -m deployments.pool [POOL_NAME]
+    python -m deployments.pool [POOL_NAME]     # the process pool
 
 Uses PREFECT_API_URL like every Prefect client. A pool of the same name but another type is
 reported and left untouched.
@@ -18,7 +19,18 @@ from prefect.workers.process import ProcessWorker
 
 from deployments import settings
 
-POOL_DESCRIPTION = "Runs this repository's flows as local processes (see README)."
+POOL_DESCRIPTIONS = {
+    "process": "Runs this repository's flows as local processes (see README).",
+    "docker": "Runs this repository's flows in containers of its image (see README).",
+}
+
+
+def _base_job_template(pool_type: str) -> dict:
+    if pool_type == "docker":
+        from prefect_docker.worker import DockerWorker  # imports docker-py: only when needed
+
+        return DockerWorker.get_default_base_job_template()
+    return ProcessWorker.get_default_base_job_template()
 
 
 class PoolConflict(RuntimeError):
@@ -28,9 +40,15 @@ class PoolConflict(RuntimeError):
 async def ensure_pool(
     name: str = settings.WORK_POOL_NAME,
     concurrency_limit: int | None = settings.POOL_CONCURRENCY_LIMIT,
+    pool_type: str = settings.WORK_POOL_TYPE,
 ) -> str:
-    """Create the pool, or bring an existing process pool's settings in line. Returns 'created'
-    or 'updated'. Without a `concurrency_limit` an existing pool keeps the one it has."""
+    """Create the pool, or bring an existing pool of that type in line. Returns 'created' or
+    'updated'. Without a `concurrency_limit` an existing pool keeps the one it has."""
+    if pool_type not in POOL_DESCRIPTIONS:
+        raise PoolConflict(
+            f"work pool {name!r}: type {pool_type!r} is not one of {sorted(POOL_DESCRIPTIONS)}"
+        )
+    description = POOL_DESCRIPTIONS[pool_type]
     async with get_client() as client:
         try:
             existing = await client.read_work_pool(name)
@@ -38,21 +56,21 @@ async def ensure_pool(
             await client.create_work_pool(
                 WorkPoolCreate(
                     name=name,
-                    type=settings.WORK_POOL_TYPE,
-                    description=POOL_DESCRIPTION,
-                    base_job_template=ProcessWorker.get_default_base_job_template(),
+                    type=pool_type,
+                    description=description,
+                    base_job_template=_base_job_template(pool_type),
                     concurrency_limit=concurrency_limit,
                 )
             )
             return "created"
-        if existing.type != settings.WORK_POOL_TYPE:
+        if existing.type != pool_type:
             raise PoolConflict(
-                f"work pool {name!r} exists with type {existing.type!r}, not "
-                f"{settings.WORK_POOL_TYPE!r}; nothing was changed. Choose another name with "
-                f"{settings.POOL_NAME_ENV}=..., or delete that pool first."
+                f"work pool {name!r} exists with type {existing.type!r}, not {pool_type!r}; "
+                f"nothing was changed. Choose another name (for the process pool: "
+                f"{settings.POOL_NAME_ENV}=...), or delete that pool first."
             )
         limit = {} if concurrency_limit is None else {"concurrency_limit": concurrency_limit}
-        await client.update_work_pool(name, WorkPoolUpdate(description=POOL_DESCRIPTION, **limit))
+        await client.update_work_pool(name, WorkPoolUpdate(description=description, **limit))
         return "updated"
 
 

@@ -89,6 +89,15 @@ def pull_steps(path: Path = settings.PREFECT_YAML) -> list[dict[str, Any]]:
     return load_raw(path).get("pull") or []
 
 
+def pool_types(path: Path = settings.PREFECT_YAML) -> dict[str, str]:
+    """Worker type by pool name, from `definitions.work_pools` (Prefect's deployment schema has no
+    field for it); a pool not listed there is a process pool."""
+    declared = (load_raw(path).get("definitions") or {}).get("work_pools") or {}
+    if not isinstance(declared, dict):
+        raise SpecError(f"{path.name}: definitions.work_pools must map pool names to worker types")
+    return declared
+
+
 def owner_tag(path: Path = settings.PREFECT_YAML) -> str:
     """The tag that marks what this prefect.yaml owns on the server."""
     name = load_raw(path).get("name")

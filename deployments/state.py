@@ -23,7 +23,13 @@ from prefect.utilities.callables import parameter_schema
 
 from deployments import settings
 from deployments.automations import repository_automations
-from deployments.spec import DeploymentSpec, owner_tag, pull_steps, resolve_deployments
+from deployments.spec import (
+    DeploymentSpec,
+    owner_tag,
+    pool_types,
+    pull_steps,
+    resolve_deployments,
+)
 from deployments.strict_parameters import strict
 
 Fields = dict[str, Any]
@@ -38,7 +44,7 @@ class Declared:
     """Everything one prefect.yaml declares, keyed by full name ("flow/deployment")."""
 
     owner_tag: str
-    pool_names: set[str]
+    pools: dict[str, str]  # worker type by pool name
     deployments: dict[str, Fields]
     automations: dict[str, Fields]
 
@@ -134,13 +140,17 @@ async def load_declared(client: PrefectClient, path: Path = settings.PREFECT_YAM
     tag = owner_tag(path)
     steps = pull_steps(path)
     specs = await resolve_deployments(client, path)
+    types = pool_types(path)
     deployments = {
         f"{spec.load_flow().name}/{spec.name}": declared_deployment(spec, steps) for spec in specs
     }
     automations = {a.name: automation_fields(a) for a in repository_automations(tag)}
     return Declared(
         owner_tag=tag,
-        pool_names={spec.work_pool_name for spec in specs},
+        pools={
+            spec.work_pool_name: types.get(spec.work_pool_name, settings.WORK_POOL_TYPE)
+            for spec in specs
+        },
         deployments=deployments,
         automations=automations,
     )
@@ -164,7 +174,7 @@ async def read_server(client: PrefectClient, declared: Declared) -> ServerState:
     for automation in await client.read_automations():
         automations.setdefault(automation.name, (automation, automation_fields(automation)))
     pools = {pool.name for pool in await client.read_work_pools()}
-    missing_pools = declared.pool_names - pools
+    missing_pools = set(declared.pools) - pools
     variable = await client.read_variable_by_name(declared.applied_variable)
     applied = variable.value if variable and isinstance(variable.value, dict) else {}
     return ServerState(deployments, automations, missing_pools, applied)

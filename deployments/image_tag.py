@@ -1,0 +1,55 @@
+"""The tag of the flow image: the project's version and a digest of everything the image is built
+from, so it changes with any change to the code or its locked dependencies, committed or not, and
+never is `latest`.
+
+    python -m deployments.image_tag      # prints e.g. 0.1.0-3f2a9c1d8e7b
+
+`python -m deployments plan/apply` export it as FLOW_IMAGE_TAG, which prefect-docker.yaml's build
+step and job variables use.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+import tomllib
+from pathlib import Path
+
+from deployments import settings
+
+IMAGE_TAG_ENV = "FLOW_IMAGE_TAG"
+
+# What the Dockerfile copies into the image, and the Dockerfile itself.
+IMAGE_INPUTS = (
+    "Dockerfile",
+    "pyproject.toml",
+    "uv.lock",
+    "prefect.yaml",
+    "prefect-docker.yaml",
+    "prefect.toml",
+    "flows",
+    "deployments",
+)
+
+
+def _files(root: Path) -> list[Path]:
+    files = []
+    for name in IMAGE_INPUTS:
+        path = root / name
+        candidates = sorted(path.rglob("*")) if path.is_dir() else [path]
+        files += [p for p in candidates if p.is_file() and "__pycache__" not in p.parts]
+    return files
+
+
+def image_tag(root: Path = settings.REPO_ROOT) -> str:
+    digest = hashlib.sha256()
+    for path in _files(root):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    version = tomllib.loads((root / "pyproject.toml").read_text())["project"]["version"]
+    return f"{version}-{digest.hexdigest()[:12]}"
+
+
+if __name__ == "__main__":
+    print(image_tag())
+    sys.exit(0)
