@@ -93,7 +93,8 @@ def _compare(
     changes, foreign = [], 0
     for name, fields in declared.items():
         if name not in server:
-            changes.append(Change(kind, name, "create"))
+            created = [FieldChange(f, None, value, drift=False) for f, value in fields.items()]
+            changes.append(Change(kind, name, "create", created))
             continue
         obj, server_fields = server[name]
         if owner_tag not in server_fields["tags"]:
@@ -106,7 +107,10 @@ def _compare(
         if name in declared:
             continue
         if owner_tag in server_fields["tags"]:
-            changes.append(Change(kind, name, "delete", server_id=str(obj.id)))
+            deleted = [
+                FieldChange(f, value, None, drift=False) for f, value in server_fields.items()
+            ]
+            changes.append(Change(kind, name, "delete", deleted, str(obj.id)))
         else:
             foreign += 1
     return changes, foreign
@@ -142,6 +146,18 @@ def _value(value: Any) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
+def _field_line(action: str, item: FieldChange) -> str:
+    if action == "create":
+        return f"      {item.field}: {_value(item.declared)}"
+    if action == "delete":
+        return f"      {item.field}: {_value(item.server)}"
+    label = "drift" if item.drift else "change"
+    return (
+        f"      {item.field} ({label}): server {_value(item.server)} -> declared "
+        f"{_value(item.declared)}"
+    )
+
+
 def render(plan: Plan) -> str:
     """The plan for a person: one line per object, indented lines per changed field."""
     lines = [f"Plan against {plan.server} (owned: tag {plan.owner_tag!r})"]
@@ -168,11 +184,7 @@ def render(plan: Plan) -> str:
             f"  {symbols[change.action]} {change.action} {what}" + (f": {note}" if note else "")
         )
         for item in change.fields:
-            label = "drift" if item.drift else "change"
-            lines.append(
-                f"      {item.field} ({label}): server {_value(item.server)} -> declared "
-                f"{_value(item.declared)}"
-            )
+            lines.append(_field_line(change.action, item))
     if plan.foreign:
         lines.append(f"  = {plan.foreign} object(s) not owned by this repository, left alone")
     summary = ", ".join(

@@ -95,7 +95,18 @@ def test_fresh_server_plan_apply_plan_and_a_second_apply_keeps_ids(server, api) 
     code, plan = plan_json(server)
     assert code == 2
     assert plan["pools_to_create"] == [server.pool_name]
-    assert set(changes(plan, "create")) == {SQUARES, HELLO, "crash-zombie-flow-runs"}
+    created = changes(plan, "create")
+    assert set(created) == {SQUARES, HELLO, "crash-zombie-flow-runs"}
+    fields = {f["field"]: f for f in created[HELLO]["fields"]}
+    assert fields["schedules"]["declared"] == [
+        {"slug": "every-5-minutes", "active": True, "interval_s": 300.0}
+    ]
+    assert fields["work_pool"] == {
+        "field": "work_pool",
+        "server": None,
+        "declared": server.pool_name,
+        "drift": False,
+    }
 
     applied(server)
     assert cli(server, "plan").returncode == 0
@@ -193,7 +204,10 @@ def test_prune_deletes_only_owned_undeclared_deployments_and_their_scheduled_run
         assert set(changes(plan, "delete")) == {HELLO}
         code, plan = plan_json(server, "--prune", "--prefect-file", str(without_hello))
         assert code == 2
-        assert set(changes(plan, "delete")) == {HELLO}
+        deleted = changes(plan, "delete")
+        assert set(deleted) == {HELLO}
+        fields = {f["field"]: f["server"] for f in deleted[HELLO]["fields"]}
+        assert fields["entrypoint"] == "flows/greetings.py:say_hello"
         assert plan["foreign"] == 1
 
         applied(server, "--prune", "--prefect-file", str(without_hello))
