@@ -11,7 +11,9 @@ RUN python -m pip install --no-cache-dir "uv==0.13.9" \
  && python -m pip install --no-cache-dir --require-hashes -r /tmp/requirements.txt \
  && rm /tmp/requirements.txt
 
-COPY prefect.yaml prefect.toml ./
+# Dockerfile and prefect-docker.yaml too: the compose deploy-docker job builds the flow image
+# from this copy of the repository.
+COPY Dockerfile prefect.yaml prefect-docker.yaml prefect.toml ./
 COPY flows/ flows/
 COPY deployments/ deployments/
 

@@ -19,7 +19,7 @@ from prefect.events.schemas.automations import AutomationCore, EventTrigger, Pos
 from prefect.events.schemas.events import ResourceSpecification
 
 from deployments import settings
-from deployments.spec import owner_tag
+from deployments.spec import SpecError, declared_automations, owner_tag
 
 ZOMBIE_AUTOMATION_NAME = "crash-zombie-flow-runs"
 
@@ -62,9 +62,22 @@ def zombie_flow_runs(owner_tag: str) -> AutomationCore:
     )
 
 
-def repository_automations(owner_tag: str) -> list[AutomationCore]:
-    """Every automation the repository declares, each marked with the ownership tag."""
-    return [zombie_flow_runs(owner_tag)]
+# Every automation the repository can declare, by name; a prefect file lists the ones it owns in
+# `definitions.automations` (spec.declared_automations).
+AUTOMATIONS = {ZOMBIE_AUTOMATION_NAME: zombie_flow_runs}
+
+
+def repository_automations(path: Path = settings.PREFECT_YAML) -> list[AutomationCore]:
+    """The automations `path` declares, each marked with its ownership tag."""
+    tag = owner_tag(path)
+    names = declared_automations(path)
+    unknown = sorted(set(names) - set(AUTOMATIONS))
+    if unknown:
+        raise SpecError(
+            f"{path.name}: definitions.automations: no automation named {unknown[0]!r} in "
+            f"deployments/automations.py (known: {', '.join(sorted(AUTOMATIONS))})"
+        )
+    return [AUTOMATIONS[name](tag) for name in names]
 
 
 async def _apply_one(client: PrefectClient, automation: AutomationCore) -> UUID:
@@ -80,8 +93,7 @@ async def _apply_one(client: PrefectClient, automation: AutomationCore) -> UUID:
 
 async def apply_automations(path: Path = settings.PREFECT_YAML) -> dict[str, UUID]:
     async with get_client() as client:
-        automations = repository_automations(owner_tag(path))
-        return {a.name: await _apply_one(client, a) for a in automations}
+        return {a.name: await _apply_one(client, a) for a in repository_automations(path)}
 
 
 def main() -> int:

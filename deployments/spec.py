@@ -98,6 +98,15 @@ def pool_types(path: Path = settings.PREFECT_YAML) -> dict[str, str]:
     return declared
 
 
+def declared_automations(path: Path = settings.PREFECT_YAML) -> list[str]:
+    """Names of the automations (deployments/automations.py) this file owns, from
+    `definitions.automations`."""
+    names = (load_raw(path).get("definitions") or {}).get("automations") or []
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise SpecError(f"{path.name}: definitions.automations must be a list of names")
+    return names
+
+
 def owner_tag(path: Path = settings.PREFECT_YAML) -> str:
     """The tag that marks what this prefect.yaml owns on the server."""
     name = load_raw(path).get("name")

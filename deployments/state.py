@@ -144,7 +144,7 @@ async def load_declared(client: PrefectClient, path: Path = settings.PREFECT_YAM
     deployments = {
         f"{spec.load_flow().name}/{spec.name}": declared_deployment(spec, steps) for spec in specs
     }
-    automations = {a.name: automation_fields(a) for a in repository_automations(tag)}
+    automations = {a.name: automation_fields(a) for a in repository_automations(path)}
     return Declared(
         owner_tag=tag,
         pools={

@@ -36,8 +36,31 @@ def services(tmp_path):
     return resolved_services(env_file)
 
 
+DOCKER_POOL = {"registry", "deploy-docker", "docker-worker"}  # profile docker-pool
+# Set by compose itself (the project's name), not by .env.
+COMPOSE_OWN = {"COMPOSE_PROJECT_NAME"}
+
+
 def test_validates_offline_with_every_secret_filled(services) -> None:
-    assert set(services) == {"postgres", "migrate", "prefect-server", "deploy", "worker"}
+    default = {name for name, service in services.items() if not service.get("profiles")}
+    assert default == {"postgres", "migrate", "prefect-server", "deploy", "worker"}
+    assert set(services) - default == DOCKER_POOL
+    assert all(services[name]["profiles"] == ["docker-pool"] for name in DOCKER_POOL)
+
+
+def test_docker_pool_builds_pushes_and_runs_through_the_socket(services) -> None:
+    socket = "/var/run/docker.sock:/var/run/docker.sock:rw"
+    for name in ("deploy-docker", "docker-worker"):
+        assert services[name]["volumes"] == [socket], name
+    assert services["deploy-docker"]["command"] == (
+        "python -m deployments apply --prefect-file prefect-docker.yaml"
+    )
+    env = services["deploy-docker"]["environment"]
+    assert env["FLOW_IMAGE_REPOSITORY"] == "127.0.0.1:5000/prefect-deployments"
+    assert services["registry"]["ports"] == ["127.0.0.1:5000:5000/tcp"]
+    assert "--pool docker-pool --type docker" in services["docker-worker"]["command"]
+    order = services["docker-worker"]["depends_on"]["deploy-docker"]["condition"]
+    assert order == "service_completed_successfully"
 
 
 @pytest.mark.parametrize("missing", SECRETS)
@@ -60,7 +83,7 @@ def test_env_example_lists_every_variable_and_no_secret_values() -> None:
         for line in ENV_EXAMPLE.read_text().splitlines()
         if line and not line.startswith("#")
     )
-    assert set(re.findall(r"\$\{(\w+)", RAW)) == set(example)
+    assert set(re.findall(r"\$\{(\w+)", RAW)) - COMPOSE_OWN == set(example)
     assert all(example[name] == "" for name in SECRETS), "no secret values are committed"
     # Prefect reads a .env in its working directory: PREFECT_ keys would leak into `make up`.
     assert not [key for key in example if key.startswith("PREFECT_")]
@@ -99,10 +122,12 @@ def test_worker_uses_the_tuned_settings(services) -> None:
     assert services["worker"]["restart"] == "unless-stopped"
 
 
-def test_only_the_worker_knows_the_code_dir(services) -> None:
-    """`prefect deploy` would bake FLOW_CODE_DIR into the deployments if it saw it."""
-    assert services["worker"]["environment"][settings.FLOW_CODE_DIR_ENV] == "/opt/flows"
-    assert settings.FLOW_CODE_DIR_ENV not in services["deploy"]["environment"]
+def test_only_the_workers_know_the_code_dir(services) -> None:
+    """The code directory is resolved where runs start (prefect.yaml's pull step)."""
+    for name in ("worker", "docker-worker"):
+        assert services[name]["environment"][settings.FLOW_CODE_DIR_ENV] == "/opt/flows"
+    for name in ("deploy", "deploy-docker"):
+        assert settings.FLOW_CODE_DIR_ENV not in services[name]["environment"]
     assert "FLOW_CODE_DIR" not in (settings.REPO_ROOT / "Dockerfile").read_text()
 
 
