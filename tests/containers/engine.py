@@ -80,34 +80,51 @@ class ComposeProject:
     """The repository's docker-compose.yml under a unique project name, with generated secrets
     and a free loopback port for the UI/API."""
 
-    def __init__(self, tmp_dir: Path, name: str | None = None, **env: str) -> None:
-        self.name = name or unique(PROJECT_PREFIX)
+    def __init__(self, tmp_dir: Path, **env: str) -> None:
+        """`env` overrides the generated .env values (e.g. another stack's ENCRYPTION_KEY)."""
+        self.name = unique(PROJECT_PREFIX)
         self.auth = ("admin", unique("pw"))
         self.server_port = free_port()
-        self.env_file = write_env_file(
-            tmp_dir / f"{self.name}.env",
-            POSTGRES_PASSWORD=unique("pg"),
-            API_AUTH_STRING=":".join(self.auth),
-            ENCRYPTION_KEY=Fernet.generate_key().decode(),
-            SERVER_PORT=str(self.server_port),
-            UI_API_URL=f"http://127.0.0.1:{self.server_port}/api",
+        self.env = {
+            "POSTGRES_PASSWORD": unique("pg"),
+            "API_AUTH_STRING": ":".join(self.auth),
+            "ENCRYPTION_KEY": Fernet.generate_key().decode(),
+            "SERVER_PORT": str(self.server_port),
+            "UI_API_URL": f"http://127.0.0.1:{self.server_port}/api",
             **env,
-        )
+        }
+        self.env_file = write_env_file(tmp_dir / f"{self.name}.env", **self.env)
         self.api_url = f"http://127.0.0.1:{self.server_port}/api"
 
-    def compose(self, *args: str, timeout: float = 300, check: bool = True):
+    def compose(
+        self,
+        *args: str,
+        timeout: float = 300,
+        check: bool = True,
+        stdin: bytes | None = None,
+        binary: bool = False,
+    ) -> subprocess.CompletedProcess:
         """`docker compose` on this project. The caller's environment would override the .env
-        file (compose gives the shell precedence), so the compose variables are removed from it."""
+        file (compose gives the shell precedence), so the compose variables are removed from it.
+        `binary`: stdout as bytes (a pg_dump), `stdin` fed to the command."""
         env = {k: v for k, v in os.environ.items() if k not in compose_variables()}
         argv = ["docker", "compose", "-p", self.name, "--env-file", str(self.env_file)]
         argv += ["-f", str(COMPOSE_FILE), "--project-directory", str(settings.REPO_ROOT), *args]
         result = subprocess.run(
-            argv, capture_output=True, text=True, timeout=timeout, env=env, cwd=settings.REPO_ROOT
+            argv,
+            capture_output=True,
+            input=stdin if stdin is not None else (b"" if binary else ""),
+            text=not binary,
+            timeout=timeout,
+            env=env,
+            cwd=settings.REPO_ROOT,
         )
         if check:
+            stderr = result.stderr.decode(errors="replace") if binary else result.stderr
+            stdout = "(binary)" if binary else result.stdout[-3000:]
             assert result.returncode == 0, (
                 f"docker compose {' '.join(args)} exited {result.returncode}:\n"
-                f"{result.stdout[-3000:]}\n{result.stderr[-5000:]}\n{self.diagnostics()}"
+                f"{stdout}\n{stderr[-5000:]}\n{self.diagnostics()}"
             )
         return result
 
