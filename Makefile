@@ -7,7 +7,7 @@ TEST_WORKERS ?= 2
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 export DO_NOT_TRACK := 1
 
-.PHONY: up down status plan apply test reliability soak bench lint format clean
+.PHONY: up down status plan apply test containers reliability soak bench lint format clean
 
 $(UV):
 	python3 -m pip install --user --quiet "uv==0.13.9"  # the version uv.lock was written with
@@ -41,7 +41,14 @@ PYTEST := PATH="$$PATH:/usr/lib/postgresql/15/bin" $(VENV)/bin/pytest
 # group under pytest 9 (see there), so each worker starts the shared stacks it needs.
 test: $(VENV)/.synced  ## unit, integrity, end-to-end, browser and compose tests against real processes
 	scripts/install-test-tools
-	$(PYTEST) -n $(TEST_WORKERS) --dist loadgroup -m "not reliability"
+	$(PYTEST) -n $(TEST_WORKERS) --dist loadgroup -m "not reliability and not containers"
+
+# docker-compose.yml and the Dockerfile on a real Docker engine with Compose v2: installs the
+# engine, starts dockerd (vfs) unless one answers, builds stand-ins for base images no registry
+# serves here (scripts/install-docker), then one stack up, runs, checks, down. Needs root.
+containers: $(VENV)/.synced  ## the compose stack in real containers (CI runs it after make test)
+	scripts/install-docker
+	$(PYTEST) -m containers tests/containers
 
 # Fault injection (killed, hung and restarted processes, a hung server), the concurrency burst and
 # 50 runs at once through 3 workers on PostgreSQL, exactly once; reports in results/. One test at a

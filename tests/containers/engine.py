@@ -1,0 +1,200 @@
+"""docker-compose.yml run by a real Docker engine and Compose v2, as a project of its own.
+
+scripts/install-docker (run by `make containers`) installs the engine and the compose plugin and
+builds stand-ins for the base images no registry here serves. Each ComposeProject has a unique
+project name and its own .env in a temporary directory; everything it creates (containers,
+network, volume) carries that name, and `down()` removes exactly that.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from cryptography.fernet import Fernet
+from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
+
+from deployments import settings
+from deployments.stack import free_port
+from tests.compose.compose import COMPOSE_FILE, ENV_EXAMPLE, write_env_file
+from tests.live_stack import unique, wait_until
+
+# Compose's own --wait deadline: every service healthy or exited, measured at about 40 s.
+UP_TIMEOUT_S = 300
+PROJECT_PREFIX = "pdtest"
+PROJECT_LABEL = "com.docker.compose.project"
+
+
+def require_engine() -> None:
+    """A Docker engine that answers and the compose v2 plugin; skip without them, except in CI."""
+    problems = []
+    if not shutil.which("docker"):
+        problems.append("no docker CLI")
+    elif subprocess.run(["docker", "info"], capture_output=True, timeout=60).returncode != 0:
+        problems.append("no Docker engine answers `docker info`")
+    elif (
+        subprocess.run(["docker", "compose", "version"], capture_output=True, timeout=60).returncode
+        != 0
+    ):
+        problems.append("no compose v2 plugin (`docker compose`)")
+    if not problems:
+        return
+    reason = f"{'; '.join(problems)}: run scripts/install-docker (make containers does)"
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"CI=true but {reason}")
+    pytest.skip(reason)
+
+
+def docker(*args: str, timeout: float = 120, check: bool = True) -> str:
+    result = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=timeout)
+    if check:
+        assert result.returncode == 0, f"docker {' '.join(args)}:\n{result.stderr[-3000:]}"
+    return result.stdout
+
+
+def container_logs(container_id: str) -> str:
+    """What the container wrote to stdout and stderr."""
+    result = subprocess.run(
+        ["docker", "logs", container_id], capture_output=True, text=True, timeout=60
+    )
+    return result.stdout + result.stderr
+
+
+def compose_variables() -> set[str]:
+    """The variables docker-compose.yml reads, all listed in .env.example (a test checks)."""
+    return {
+        line.split("=", 1)[0]
+        for line in ENV_EXAMPLE.read_text().splitlines()
+        if line and not line.startswith("#") and "=" in line
+    }
+
+
+class ComposeProject:
+    """The repository's docker-compose.yml under a unique project name, with generated secrets
+    and a free loopback port for the UI/API."""
+
+    def __init__(self, tmp_dir: Path, **env: str) -> None:
+        """`env` overrides the generated .env values (e.g. another stack's ENCRYPTION_KEY)."""
+        self.name = unique(PROJECT_PREFIX)
+        self.auth = ("admin", unique("pw"))
+        self.server_port = free_port()
+        self.env = {
+            "POSTGRES_PASSWORD": unique("pg"),
+            "API_AUTH_STRING": ":".join(self.auth),
+            "ENCRYPTION_KEY": Fernet.generate_key().decode(),
+            "SERVER_PORT": str(self.server_port),
+            "UI_API_URL": f"http://127.0.0.1:{self.server_port}/api",
+            **env,
+        }
+        self.env_file = write_env_file(tmp_dir / f"{self.name}.env", **self.env)
+        self.api_url = f"http://127.0.0.1:{self.server_port}/api"
+
+    def compose(
+        self,
+        *args: str,
+        timeout: float = 300,
+        check: bool = True,
+        stdin: bytes | None = None,
+        binary: bool = False,
+    ) -> subprocess.CompletedProcess:
+        """`docker compose` on this project. The caller's environment would override the .env
+        file (compose gives the shell precedence), so the compose variables are removed from it.
+        `binary`: stdout as bytes (a pg_dump), `stdin` fed to the command."""
+        env = {k: v for k, v in os.environ.items() if k not in compose_variables()}
+        argv = ["docker", "compose", "-p", self.name, "--env-file", str(self.env_file)]
+        argv += ["-f", str(COMPOSE_FILE), "--project-directory", str(settings.REPO_ROOT), *args]
+        result = subprocess.run(
+            argv,
+            capture_output=True,
+            input=stdin if stdin is not None else (b"" if binary else ""),
+            text=not binary,
+            timeout=timeout,
+            env=env,
+            cwd=settings.REPO_ROOT,
+        )
+        if check:
+            stderr = result.stderr.decode(errors="replace") if binary else result.stderr
+            stdout = "(binary)" if binary else result.stdout[-3000:]
+            assert result.returncode == 0, (
+                f"docker compose {' '.join(args)} exited {result.returncode}:\n"
+                f"{stdout}\n{stderr[-5000:]}\n{self.diagnostics()}"
+            )
+        return result
+
+    def up(self, *args: str) -> None:
+        self.compose(
+            "up",
+            "-d",
+            "--wait",
+            "--wait-timeout",
+            str(UP_TIMEOUT_S),
+            *args,
+            timeout=UP_TIMEOUT_S + 120,
+        )
+
+    def down(self) -> None:
+        self.compose("down", "-v", "--remove-orphans", "--timeout", "20", timeout=180)
+
+    def diagnostics(self) -> str:
+        """`ps -a` and the last log lines of every service, for a failure message."""
+        try:
+            ps = self.compose("ps", "-a", check=False, timeout=60).stdout
+            logs = self.compose("logs", "--no-color", "--tail", "40", check=False, timeout=60)
+        except subprocess.TimeoutExpired:
+            return "(no diagnostics: docker compose did not answer)"
+        return f"--- ps -a\n{ps}\n--- logs\n{logs.stdout[-8000:]}"
+
+    def services(self) -> dict[str, list[dict]]:
+        """Every container of the project (running or exited), by service, as `ps` reports it."""
+        out = self.compose("ps", "-a", "--format", "json", timeout=60).stdout
+        rows = [json.loads(line) for line in out.splitlines() if line.strip()]
+        if len(rows) == 1 and isinstance(rows[0], list):  # older compose: one JSON array
+            rows = rows[0]
+        by_service: dict[str, list[dict]] = {}
+        for row in rows:
+            by_service.setdefault(row["Service"], []).append(row)
+        return by_service
+
+    def container_ids(self, service: str) -> list[str]:
+        out = self.compose("ps", "-a", "-q", service, timeout=60).stdout
+        return out.split()
+
+    def inspect(self, container_id: str) -> dict:
+        return json.loads(docker("inspect", container_id))[0]
+
+    def exec(self, service: str, script: str, index: int = 1) -> str:
+        """Run `sh -c script` in a running container of `service`, as the image's user."""
+        result = self.compose(
+            "exec", "-T", "--index", str(index), service, "sh", "-c", script, timeout=120
+        )
+        return result.stdout
+
+    def leftovers(self) -> dict[str, list[str]]:
+        """Containers, networks and volumes that still carry this project's label."""
+        label = f"label={PROJECT_LABEL}={self.name}"
+        return {
+            "containers": docker("ps", "-aq", "--filter", label).split(),
+            "networks": docker("network", "ls", "-q", "--filter", label).split(),
+            "volumes": docker("volume", "ls", "-q", "--filter", label).split(),
+        }
+
+    @contextmanager
+    def client(self) -> Iterator[SyncPrefectClient]:
+        """A Prefect client of this stack's server, through the published port, with credentials."""
+        updates = {PREFECT_API_URL: self.api_url, PREFECT_API_AUTH_STRING: ":".join(self.auth)}
+        with temporary_settings(updates), get_client(sync_client=True) as client:
+            yield client
+
+    def wait_healthy(self, service: str, timeout_s: float = 180) -> None:
+        def healthy() -> bool:
+            rows = self.services().get(service, [])
+            return bool(rows) and all(r.get("Health") == "healthy" for r in rows)
+
+        wait_until(healthy, timeout_s, f"{self.name}'s {service} to be healthy", interval_s=2)

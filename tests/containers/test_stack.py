@@ -1,0 +1,145 @@
+"""docker-compose.yml and the Dockerfile run for real: a Docker engine, Compose v2, the project
+image built from the work tree. Runs go through the published loopback port with credentials and
+must execute in the worker container. test_zz_down.py takes the stack down.
+"""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from prefect.client.schemas.filters import (
+    FlowRunFilter,
+    FlowRunFilterId,
+    LogFilter,
+    LogFilterFlowRunId,
+)
+from prefect.client.schemas.objects import StateType
+
+from deployments import settings
+from tests.containers.engine import ComposeProject, container_logs
+from tests.live_stack import run_deployment_and_wait, unique, wait_until
+
+# Cold, the session fixture builds the project image first (about 2.5 min on vfs).
+pytestmark = [pytest.mark.containers, pytest.mark.timeout(1200)]
+
+LONG_RUNNING = ("postgres", "prefect-server", "worker")
+ONE_SHOT = ("migrate", "deploy")
+IMAGE_USER_UID = "10001"  # `useradd --uid 10001 prefect` in the Dockerfile
+
+
+def executed_by(stack: ComposeProject, flow_run_id) -> list[str]:
+    """The worker containers whose worker logged submitting this flow run."""
+    marker = f"submitting flow run '{flow_run_id}'"
+    return [cid for cid in stack.container_ids("worker") if marker in container_logs(cid)]
+
+
+def test_up_wait_leaves_every_service_healthy_and_the_one_shots_exited_0(stack) -> None:
+    services = stack.services()
+    assert set(services) == set(LONG_RUNNING + ONE_SHOT)
+    for name in LONG_RUNNING:
+        for container in services[name]:
+            assert container["State"] == "running", (name, container)
+            assert container["Health"] == "healthy", (name, container)
+    for name in ONE_SHOT:
+        (container,) = services[name]
+        assert container["State"] == "exited", (name, container)
+        assert container["ExitCode"] == 0, (name, container)
+
+
+def test_deploy_registered_both_deployments_on_the_pool(api) -> None:
+    names = {d.name: d.work_pool_name for d in api.read_deployments()}
+    assert names == {
+        "compute-squares": settings.WORK_POOL_NAME,
+        "greeting-schedule": settings.WORK_POOL_NAME,
+    }
+
+
+def test_say_hello_completes_in_the_worker_container_and_logs_to_the_server(stack, api) -> None:
+    name = unique("Container")
+    run = run_deployment_and_wait(api, "say-hello/greeting-schedule", {"name": name})
+    assert run.state.type == StateType.COMPLETED, run.state.message
+    assert executed_by(stack, run.id), "no worker container logged submitting the run"
+
+    def greeting_logged():  # the flow-run process ships its logs in batches
+        logs = api.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])))
+        return [log for log in logs if log.message == f"Hello, {name}!"]
+
+    (log,) = wait_until(greeting_logged, 60, "the greeting log line on the server")
+    assert log.task_run_id is not None, "logged by the greet task"
+
+
+def test_compute_squares_completes_in_the_worker_container_with_its_task_runs(stack, api) -> None:
+    run = run_deployment_and_wait(api, "compute-squares/compute-squares")
+    assert run.state.type == StateType.COMPLETED, run.state.message
+    assert run.parameters == {"numbers": [2, 4, 6]}
+    assert executed_by(stack, run.id), "no worker container logged submitting the run"
+
+    def completed_task_runs():
+        task_runs = api.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id]))
+        )
+        done = [t for t in task_runs if t.state and t.state.type == StateType.COMPLETED]
+        return done if len(done) >= 3 else None
+
+    task_runs = wait_until(completed_task_runs, 60, "the 3 square task runs on the server")
+    assert sorted(t.task_key.split("-")[0] for t in task_runs) == ["square"] * 3
+
+    def run_logs():
+        logs = api.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id])))
+        return logs or None
+
+    assert wait_until(run_logs, 60, "the compute-squares run's logs on the server")
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body"),
+    [
+        ("GET", "/deployments/name/compute-squares/compute-squares", None),
+        ("POST", "/flow_runs/filter", {}),
+    ],
+)
+def test_api_refuses_requests_without_credentials(stack, method, path, body) -> None:
+    # A POST without a CSRF token may meet the CSRF check (403) before basic auth (401).
+    refused = {401} if method == "GET" else {401, 403}
+    url = stack.api_url + path
+    assert httpx.request(method, url, json=body, timeout=10).status_code in refused
+    wrong = httpx.request(method, url, json=body, auth=("admin", "wrong"), timeout=10)
+    assert wrong.status_code in refused
+    assert (
+        httpx.get(
+            stack.api_url + "/deployments/name/compute-squares/compute-squares",
+            auth=stack.auth,
+            timeout=10,
+        ).status_code
+        == 200
+    )
+
+
+def test_only_the_server_port_is_published_and_on_loopback_only(stack) -> None:
+    published = stack.compose("port", "prefect-server", "4200").stdout.strip()
+    assert published == f"127.0.0.1:{stack.server_port}"
+    for service, containers in stack.services().items():
+        for container in containers:
+            bindings = stack.inspect(container["ID"])["HostConfig"]["PortBindings"] or {}
+            host_ips = {b["HostIp"] for port in bindings.values() for b in port or []}
+            if service == "prefect-server":
+                assert list(bindings) == ["4200/tcp"]
+                assert host_ips == {"127.0.0.1"}
+            else:
+                assert not bindings, f"{service} publishes {bindings}"
+
+
+@pytest.mark.parametrize("service", ["prefect-server", "worker"])
+def test_image_runs_as_uid_10001_and_can_write_its_prefect_home(stack, service) -> None:
+    container_id = stack.container_ids(service)[0]
+    assert stack.inspect(container_id)["Config"]["User"] == "prefect"
+    probe = unique("probe")
+    out = stack.exec(
+        service,
+        f'id -u; mkdir -p "$PREFECT_HOME" && echo {probe} > "$PREFECT_HOME/{probe}"'
+        f' && cat "$PREFECT_HOME/{probe}" && rm "$PREFECT_HOME/{probe}"',
+    )
+    assert out.split() == [IMAGE_USER_UID, probe]
+    # The main process too (PID 1), not only what `exec` starts.
+    status = stack.exec(service, "grep '^Uid:' /proc/1/status")
+    assert status.split()[1:] == [IMAGE_USER_UID] * 4
