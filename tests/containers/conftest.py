@@ -7,19 +7,7 @@ from collections.abc import Iterator
 import pytest
 from prefect.client.orchestration import SyncPrefectClient
 
-from tests.containers.engine import ComposeProject, docker, require_engine
-
-IMAGE = "prefect-deployments:3.8.8"  # docker-compose.yml's image, built from the Dockerfile
-
-
-def build_project_image(project: ComposeProject) -> None:
-    """`docker compose build` of the current work tree; the image it replaces, if no container
-    uses it any more, is removed (the vfs storage driver keeps a full copy of every image)."""
-    before = docker("image", "inspect", "--format", "{{.Id}}", IMAGE, check=False).strip()
-    project.compose("build", timeout=900)
-    after = docker("image", "inspect", "--format", "{{.Id}}", IMAGE).strip()
-    if before and before != after:
-        docker("image", "rm", before, check=False)
+from tests.containers.engine import ComposeProject, build_project_image, require_engine
 
 
 @pytest.fixture(scope="session")

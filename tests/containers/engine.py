@@ -96,6 +96,11 @@ class ComposeProject:
         self.env_file = write_env_file(tmp_dir / f"{self.name}.env", **self.env)
         self.api_url = f"http://127.0.0.1:{self.server_port}/api"
 
+    @property
+    def registry(self) -> str:
+        """The profile docker-pool's registry, as Docker on this machine reaches it."""
+        return f"127.0.0.1:{self.env.get('REGISTRY_PORT', '5000')}"
+
     def compose(
         self,
         *args: str,
@@ -198,3 +203,16 @@ class ComposeProject:
             return bool(rows) and all(r.get("Health") == "healthy" for r in rows)
 
         wait_until(healthy, timeout_s, f"{self.name}'s {service} to be healthy", interval_s=2)
+
+
+IMAGE = "prefect-deployments:3.8.8"  # docker-compose.yml's image, built from the Dockerfile
+
+
+def build_project_image(project: ComposeProject) -> None:
+    """`docker compose build` of the current work tree; the image it replaces, if no container
+    uses it any more, is removed (the vfs storage driver keeps a full copy of every image)."""
+    before = docker("image", "inspect", "--format", "{{.Id}}", IMAGE, check=False).strip()
+    project.compose("build", timeout=900)
+    after = docker("image", "inspect", "--format", "{{.Id}}", IMAGE).strip()
+    if before and before != after:
+        docker("image", "rm", before, check=False)
