@@ -23,7 +23,7 @@ from deployments.automations import apply_automations
 from deployments.check import check_spec
 from deployments.plan import AUTOMATION, DEPLOYMENT, Plan, make_plan, render
 from deployments.pool import ensure_pool
-from deployments.state import Declared, digests, load_declared, read_server
+from deployments.state import Declared, ServerState, digests, load_declared, read_server
 from deployments.strict_parameters import apply_strict_parameters
 
 PREFECT = str(Path(sys.executable).with_name("prefect"))  # the CLI of this environment
@@ -39,11 +39,8 @@ async def _plan(client: PrefectClient, path: Path, prune: bool) -> tuple[Declare
     if error is not None:
         raise ApplyError(f"the Prefect server at {client.api_url} did not answer: {error}")
     declared = await load_declared(client, path)
-    return declared, await _compare(client, declared, prune)
-
-
-async def _compare(client: PrefectClient, declared: Declared, prune: bool) -> Plan:
-    return make_plan(declared, await read_server(client, declared), str(client.api_url), prune)
+    server = await read_server(client, declared)
+    return declared, make_plan(declared, server, str(client.api_url), prune)
 
 
 async def plan(path: Path = settings.PREFECT_YAML, prune: bool = False) -> Plan:
@@ -85,10 +82,9 @@ async def _prune(client: PrefectClient, plan: Plan) -> list[str]:
     return deleted
 
 
-async def _record_applied(client: PrefectClient, declared: Declared) -> bool:
+async def _record_applied(client: PrefectClient, declared: Declared, server: ServerState) -> bool:
     """Digests of every owned object's fields as the server now has them (see state.py);
     False when the record would exceed Prefect's variable size (drift then shows as update)."""
-    server = await read_server(client, declared)
     record = {
         DEPLOYMENT: {
             name: digests(fields)
@@ -140,9 +136,10 @@ async def apply(
         done.append(f"automations applied: {', '.join(await apply_automations(path))}")
         if prune:
             done += [f"deleted {what}" for what in await _prune(client, before)]
-        if not await _record_applied(client, declared):
+        server = await read_server(client, declared)
+        if not await _record_applied(client, declared, server):
             done.append("too many objects to record what was applied: drift shows as update")
-        after = await _compare(client, declared, prune)
+        after = make_plan(declared, server, str(client.api_url), prune)
         if after.has_changes:
             raise ApplyError(
                 "apply finished but the server still differs from prefect.yaml:\n" + render(after)

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.objects import DeploymentSchedule
@@ -33,6 +34,7 @@ from deployments.spec import (
 from deployments.strict_parameters import strict
 
 Fields = dict[str, Any]
+T = TypeVar("T")
 
 # Where `apply` records, per object and field, a digest of what it applied: a server value that
 # no longer matches its digest was edited out of band (drift), not changed in the repository.
@@ -164,10 +166,23 @@ class ServerState:
     applied: dict[str, dict[str, dict[str, str]]]  # kind -> name -> field -> digest
 
 
+PAGE = 200  # the API's largest page
+
+
+async def _every(read: Callable[..., Awaitable[list[T]]]) -> list[T]:
+    """Every object a `read_*` client method lists, page by page."""
+    objects: list[T] = []
+    while True:
+        page = await read(limit=PAGE, offset=len(objects))
+        objects += page
+        if len(page) < PAGE:
+            return objects
+
+
 async def read_server(client: PrefectClient, declared: Declared) -> ServerState:
-    flows = {flow.id: flow.name for flow in await client.read_flows()}
+    flows = {flow.id: flow.name for flow in await _every(client.read_flows)}
     deployments = {}
-    for deployment in await client.read_deployments():
+    for deployment in await _every(client.read_deployments):
         name = f"{flows.get(deployment.flow_id, '?')}/{deployment.name}"
         deployments[name] = (deployment, server_deployment(deployment))
     automations = {}
