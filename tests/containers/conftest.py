@@ -7,31 +7,25 @@ from collections.abc import Iterator
 import pytest
 from prefect.client.orchestration import SyncPrefectClient
 
-from tests.containers.engine import ComposeProject, docker, require_engine
-
-IMAGE = "prefect-deployments:3.8.8"  # docker-compose.yml's image, built from the Dockerfile
-
-
-def build_project_image(project: ComposeProject) -> None:
-    """`docker compose build` of the current work tree; the image it replaces, if no container
-    uses it any more, is removed (the vfs storage driver keeps a full copy of every image)."""
-    before = docker("image", "inspect", "--format", "{{.Id}}", IMAGE, check=False).strip()
-    project.compose("build", timeout=900)
-    after = docker("image", "inspect", "--format", "{{.Id}}", IMAGE).strip()
-    if before and before != after:
-        docker("image", "rm", before, check=False)
+from tests.containers.engine import ComposeProject, docker, require_engine, session_image_tag
+from tests.live_stack import unique
 
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeProject]:
+    """The stack on an image built from this work tree for this session (engine.py says why),
+    whose tag is removed at the end along with the stack."""
     require_engine()
-    project = ComposeProject(tmp_path_factory.mktemp("containers"))
+    project = ComposeProject(
+        tmp_path_factory.mktemp("containers"), image=session_image_tag(unique("test"))
+    )
     try:
-        build_project_image(project)
+        project.compose("build", timeout=900)
         project.up()
         yield project
     finally:
         project.down()
+        docker("image", "rm", project.image, check=False)
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import StateType
 
 from deployments import settings
-from tests.containers.engine import ComposeProject, container_logs
+from tests.containers.engine import ComposeProject, built_services, container_logs
 from tests.live_stack import run_deployment_and_wait, unique, wait_until
 
 # Cold, the session fixture builds the project image first (about 2.5 min on vfs).
@@ -36,6 +36,8 @@ def executed_by(stack: ComposeProject, flow_run_id) -> list[str]:
 def test_up_wait_leaves_every_service_healthy_and_the_one_shots_exited_0(stack) -> None:
     services = stack.services()
     assert set(services) == set(LONG_RUNNING + ONE_SHOT)
+    for name in built_services():  # the image this session built from the work tree
+        assert {c["Image"] for c in services[name]} == {stack.image}, name
     for name in LONG_RUNNING:
         for container in services[name]:
             assert container["State"] == "running", (name, container)
