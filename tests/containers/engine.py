@@ -4,6 +4,11 @@ scripts/install-docker (run by `make containers`) installs the engine and the co
 builds stand-ins for the base images no registry here serves. Each ComposeProject has a unique
 project name and its own .env in a temporary directory; everything it creates (containers,
 network, volume) carries that name, and `down()` removes exactly that.
+
+One override goes with the repository's file: the image built from the Dockerfile is tagged
+`<compose file's tag>-<test session>` instead of the compose file's `prefect-deployments:<version>`.
+The engine is shared (another work tree may build that tag at the same time), so the tests run
+exactly the image they built from this work tree, and remove only that tag afterwards.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import yaml
 from cryptography.fernet import Fernet
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
@@ -76,13 +82,31 @@ def compose_variables() -> set[str]:
     }
 
 
+def built_services() -> dict[str, str]:
+    """The services docker-compose.yml builds from the Dockerfile, with their image tag."""
+    services = yaml.safe_load(COMPOSE_FILE.read_text())["services"]
+    return {name: svc["image"] for name, svc in services.items() if "build" in svc}
+
+
+def session_image_tag(session: str) -> str:
+    """The project image's tag for one test session: the compose file's, suffixed."""
+    (tag,) = set(built_services().values())
+    return f"{tag}-{session}"
+
+
 class ComposeProject:
     """The repository's docker-compose.yml under a unique project name, with generated secrets
     and a free loopback port for the UI/API."""
 
-    def __init__(self, tmp_dir: Path, **env: str) -> None:
-        """`env` overrides the generated .env values (e.g. another stack's ENCRYPTION_KEY)."""
+    def __init__(self, tmp_dir: Path, image: str, **env: str) -> None:
+        """`image`: the tag for the services built from the Dockerfile; `env` overrides the
+        generated .env values (e.g. another stack's ENCRYPTION_KEY)."""
         self.name = unique(PROJECT_PREFIX)
+        self.image = image
+        self.override_file = tmp_dir / f"{self.name}.override.yml"
+        self.override_file.write_text(
+            yaml.safe_dump({"services": {name: {"image": image} for name in built_services()}})
+        )
         self.auth = ("admin", unique("pw"))
         self.server_port = free_port()
         self.env = {
@@ -114,7 +138,8 @@ class ComposeProject:
         `binary`: stdout as bytes (a pg_dump), `stdin` fed to the command."""
         env = {k: v for k, v in os.environ.items() if k not in compose_variables()}
         argv = ["docker", "compose", "-p", self.name, "--env-file", str(self.env_file)]
-        argv += ["-f", str(COMPOSE_FILE), "--project-directory", str(settings.REPO_ROOT), *args]
+        argv += ["-f", str(COMPOSE_FILE), "-f", str(self.override_file)]
+        argv += ["--project-directory", str(settings.REPO_ROOT), *args]
         result = subprocess.run(
             argv,
             capture_output=True,
@@ -203,16 +228,3 @@ class ComposeProject:
             return bool(rows) and all(r.get("Health") == "healthy" for r in rows)
 
         wait_until(healthy, timeout_s, f"{self.name}'s {service} to be healthy", interval_s=2)
-
-
-IMAGE = "prefect-deployments:3.8.8"  # docker-compose.yml's image, built from the Dockerfile
-
-
-def build_project_image(project: ComposeProject) -> None:
-    """`docker compose build` of the current work tree; the image it replaces, if no container
-    uses it any more, is removed (the vfs storage driver keeps a full copy of every image)."""
-    before = docker("image", "inspect", "--format", "{{.Id}}", IMAGE, check=False).strip()
-    project.compose("build", timeout=900)
-    after = docker("image", "inspect", "--format", "{{.Id}}", IMAGE).strip()
-    if before and before != after:
-        docker("image", "rm", before, check=False)

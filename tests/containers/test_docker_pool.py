@@ -30,7 +30,7 @@ from prefect.utilities.callables import parameter_schema
 from deployments import settings
 from deployments.image_tag import IMAGE_INPUTS, image_tag
 from deployments.stack import free_port
-from tests.containers.engine import ComposeProject, build_project_image, docker, require_engine
+from tests.containers.engine import ComposeProject, docker, require_engine, session_image_tag
 from tests.live_stack import run_deployment_and_wait, unique, wait_for_final_state, wait_until
 from tests.reliability.flows import sleep_for
 
@@ -47,18 +47,18 @@ def pool_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeProj
     require_engine()
     project = ComposeProject(
         tmp_path_factory.mktemp("docker-pool"),
+        image=session_image_tag(unique("pool")),
         COMPOSE_PROFILES="docker-pool",
         REGISTRY_PORT=str(free_port()),
     )
     try:
-        build_project_image(project)
+        project.compose("build", timeout=900)
         project.up()
         yield project
     finally:
         project.down()
         built = docker("image", "ls", "-q", f"{project.registry}/{REPOSITORY}").split()
-        if built:
-            docker("image", "rm", "-f", *sorted(set(built)), check=False)
+        docker("image", "rm", "-f", project.image, *sorted(set(built)), check=False)
 
 
 @pytest.fixture(scope="module")

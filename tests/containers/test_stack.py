@@ -16,7 +16,7 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import StateType
 
 from deployments import settings
-from tests.containers.engine import ComposeProject, container_logs
+from tests.containers.engine import ComposeProject, built_services, container_logs
 from tests.live_stack import run_deployment_and_wait, unique, wait_until
 
 # Cold, the session fixture builds the project image first (about 2.5 min on vfs).
@@ -28,14 +28,27 @@ IMAGE_USER_UID = "10001"  # `useradd --uid 10001 prefect` in the Dockerfile
 
 
 def executed_by(stack: ComposeProject, flow_run_id) -> list[str]:
-    """The worker containers whose worker logged submitting this flow run."""
-    marker = f"submitting flow run '{flow_run_id}'"
-    return [cid for cid in stack.container_ids("worker") if marker in container_logs(cid)]
+    """The worker containers that started this flow run. Several workers may try to submit the
+    same run; each logs `submitting flow run '<id>'`, and all but the one whose PENDING
+    proposal the server accepts then log that they aborted (or failed) the submission."""
+    submitting = f"submitting flow run '{flow_run_id}'"
+    gave_up = (
+        f"Aborted submission of flow run '{flow_run_id}'",
+        f"Failed to update state of flow run '{flow_run_id}'",
+    )
+    started = []
+    for cid in stack.container_ids("worker"):
+        log = container_logs(cid)
+        if submitting in log and not any(line in log for line in gave_up):
+            started.append(cid)
+    return started
 
 
 def test_up_wait_leaves_every_service_healthy_and_the_one_shots_exited_0(stack) -> None:
     services = stack.services()
     assert set(services) == set(LONG_RUNNING + ONE_SHOT)
+    for name in built_services():  # the image this session built from the work tree
+        assert {c["Image"] for c in services[name]} == {stack.image}, name
     for name in LONG_RUNNING:
         for container in services[name]:
             assert container["State"] == "running", (name, container)

@@ -103,7 +103,7 @@ def test_backup_restores_into_a_fresh_stack_with_the_runs_listed(stack, tmp_path
     ).stdout
     assert dump.startswith(b"PGDMP"), "a custom-format dump"
 
-    fresh = ComposeProject(tmp_path, ENCRYPTION_KEY=stack.env["ENCRYPTION_KEY"])
+    fresh = ComposeProject(tmp_path, image=stack.image, ENCRYPTION_KEY=stack.env["ENCRYPTION_KEY"])
     try:
         fresh.up("postgres")
         fresh.compose(
