@@ -12,8 +12,13 @@ from typing import TypeVar
 
 import pytest
 from prefect.client.orchestration import SyncPrefectClient, get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
-from prefect.client.schemas.objects import Artifact
+from prefect.client.schemas.filters import (
+    ArtifactFilter,
+    ArtifactFilterFlowRunId,
+    FlowRunFilter,
+    FlowRunFilterId,
+)
+from prefect.client.schemas.objects import Artifact, StateType, TaskRun
 from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
 from deployments.stack import LocalStack, free_port
@@ -116,3 +121,19 @@ def run_artifacts(client: SyncPrefectClient, flow_run_id) -> dict[str, Artifact]
         artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
     )
     return {a.key or a.type: a for a in artifacts if a.key or a.type}
+
+
+def wait_for_completed_task_runs(
+    client: SyncPrefectClient, flow_run_id, count: int, timeout_s: float = 60
+) -> list[TaskRun]:
+    """Poll until the server lists `count` COMPLETED task runs of the flow run (the flow-run
+    process reports them asynchronously)."""
+
+    def completed():
+        task_runs = client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
+        )
+        done = [t for t in task_runs if t.state and t.state.type == StateType.COMPLETED]
+        return done if len(done) >= count else None
+
+    return wait_until(completed, timeout_s, f"{count} completed task runs of {flow_run_id}")

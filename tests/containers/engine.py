@@ -228,3 +228,18 @@ class ComposeProject:
             return bool(rows) and all(r.get("Health") == "healthy" for r in rows)
 
         wait_until(healthy, timeout_s, f"{self.name}'s {service} to be healthy", interval_s=2)
+
+
+@contextmanager
+def running_stack(tmp_dir: Path, session: str, **env: str) -> Iterator[ComposeProject]:
+    """A project on an image built from this work tree for it alone (see session_image_tag),
+    up with `--wait`; taken down with its volumes, and its image tag removed, when it ends."""
+    require_engine()
+    project = ComposeProject(tmp_dir, image=session_image_tag(unique(session)), **env)
+    try:
+        project.compose("build", timeout=900)
+        project.up()
+        yield project
+    finally:
+        project.down()
+        docker("image", "rm", project.image, check=False)

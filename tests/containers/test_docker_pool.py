@@ -18,8 +18,6 @@ import httpx
 import pytest
 from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.filters import (
-    FlowRunFilter,
-    FlowRunFilterId,
     LogFilter,
     LogFilterFlowRunId,
 )
@@ -30,8 +28,14 @@ from prefect.utilities.callables import parameter_schema
 from deployments import settings
 from deployments.image_tag import IMAGE_INPUTS, image_tag
 from deployments.stack import free_port
-from tests.containers.engine import ComposeProject, docker, require_engine, session_image_tag
-from tests.live_stack import run_deployment_and_wait, unique, wait_for_final_state, wait_until
+from tests.containers.engine import ComposeProject, docker, running_stack
+from tests.live_stack import (
+    run_deployment_and_wait,
+    unique,
+    wait_for_completed_task_runs,
+    wait_for_final_state,
+    wait_until,
+)
 from tests.reliability.flows import sleep_for
 
 pytestmark = [pytest.mark.containers, pytest.mark.timeout(1800)]
@@ -44,21 +48,19 @@ REPOSITORY = "prefect-deployments"
 
 @pytest.fixture(scope="module")
 def pool_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeProject]:
-    require_engine()
-    project = ComposeProject(
-        tmp_path_factory.mktemp("docker-pool"),
-        image=session_image_tag(unique("pool")),
-        COMPOSE_PROFILES="docker-pool",
-        REGISTRY_PORT=str(free_port()),
-    )
+    registry = f"127.0.0.1:{free_port()}"
     try:
-        project.compose("build", timeout=900)
-        project.up()
-        yield project
-    finally:
-        project.down()
-        built = docker("image", "ls", "-q", f"{project.registry}/{REPOSITORY}").split()
-        docker("image", "rm", "-f", project.image, *sorted(set(built)), check=False)
+        with running_stack(
+            tmp_path_factory.mktemp("docker-pool"),
+            "pool",
+            COMPOSE_PROFILES="docker-pool",
+            REGISTRY_PORT=registry.rsplit(":", 1)[1],
+        ) as project:
+            yield project
+    finally:  # the flow images its builds pushed
+        built = docker("image", "ls", "-q", f"{registry}/{REPOSITORY}").split()
+        if built:
+            docker("image", "rm", "-f", *sorted(set(built)), check=False)
 
 
 @pytest.fixture(scope="module")
@@ -124,14 +126,7 @@ def test_compute_squares_records_its_task_runs_through_the_container(pool_api) -
     run = run_deployment_and_wait(pool_api, SQUARES, {"numbers": [1, 2, 3]})
     assert run.state.type == StateType.COMPLETED, run.state.message
 
-    def completed_task_runs():
-        task_runs = pool_api.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id]))
-        )
-        done = [t for t in task_runs if t.state and t.state.type == StateType.COMPLETED]
-        return done if len(done) >= 3 else None
-
-    wait_until(completed_task_runs, 60, "the 3 square task runs on the server")
+    wait_for_completed_task_runs(pool_api, run.id, 3, timeout_s=60)
 
 
 @contextmanager

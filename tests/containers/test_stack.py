@@ -8,8 +8,6 @@ from __future__ import annotations
 import httpx
 import pytest
 from prefect.client.schemas.filters import (
-    FlowRunFilter,
-    FlowRunFilterId,
     LogFilter,
     LogFilterFlowRunId,
 )
@@ -17,7 +15,12 @@ from prefect.client.schemas.objects import StateType
 
 from deployments import settings
 from tests.containers.engine import ComposeProject, built_services, container_logs
-from tests.live_stack import run_deployment_and_wait, unique, wait_until
+from tests.live_stack import (
+    run_deployment_and_wait,
+    unique,
+    wait_for_completed_task_runs,
+    wait_until,
+)
 
 # Cold, the session fixture builds the project image first (about 2.5 min on vfs).
 pytestmark = [pytest.mark.containers, pytest.mark.timeout(1200)]
@@ -87,14 +90,7 @@ def test_compute_squares_completes_in_the_worker_container_with_its_task_runs(st
     assert run.parameters == {"numbers": [2, 4, 6]}
     assert executed_by(stack, run.id), "no worker container logged submitting the run"
 
-    def completed_task_runs():
-        task_runs = api.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id]))
-        )
-        done = [t for t in task_runs if t.state and t.state.type == StateType.COMPLETED]
-        return done if len(done) >= 3 else None
-
-    task_runs = wait_until(completed_task_runs, 60, "the 3 square task runs on the server")
+    task_runs = wait_for_completed_task_runs(api, run.id, 3, timeout_s=60)
     assert sorted(t.task_key.split("-")[0] for t in task_runs) == ["square"] * 3
 
     def run_logs():

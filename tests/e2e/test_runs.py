@@ -6,8 +6,6 @@ import json
 
 import pytest
 from prefect.client.schemas.filters import (
-    FlowRunFilter,
-    FlowRunFilterId,
     LogFilter,
     LogFilterFlowRunId,
 )
@@ -18,6 +16,7 @@ from tests.live_stack import (
     run_artifacts,
     run_deployment_and_wait,
     unique,
+    wait_for_completed_task_runs,
     wait_for_final_state,
     wait_until,
 )
@@ -30,14 +29,7 @@ def test_compute_squares_completes_with_the_squares(api) -> None:
     assert run.state.type == StateType.COMPLETED, run.state.message
     assert run.state.result() == [4, 16, 36]
 
-    def completed_task_runs():
-        task_runs = api.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id]))
-        )
-        done = [t for t in task_runs if t.state and t.state.type == StateType.COMPLETED]
-        return done if len(done) >= 3 else None
-
-    task_runs = wait_until(completed_task_runs, 30, "the 3 square task runs to be recorded")
+    task_runs = wait_for_completed_task_runs(api, run.id, 3, timeout_s=30)
     assert sorted(t.task_key.split("-")[0] for t in task_runs) == ["square"] * 3
 
 
