@@ -167,7 +167,7 @@ def _timed(call) -> float:
 
 def _best_of(repeats: int, call) -> float:
     """The fastest of `repeats` timings: on SQLite a run now and then waits out a lock for about
-    a minute (see the README), which says nothing about the per-task cost."""
+    a minute (docs/performance.md), which says nothing about the per-task cost."""
     return min(_timed(call) for _ in range(repeats))
 
 

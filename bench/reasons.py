@@ -1,6 +1,6 @@
 """Why a target of the performance issue is not met, from the same run's figures; `make bench`
 prints these lines under its table. Figures measured outside the benchmark are named with the
-README section that holds them."""
+section of docs/performance.md that holds them."""
 
 from __future__ import annotations
 
@@ -38,15 +38,16 @@ def unmet_targets(results: dict, cores: int) -> list[str]:
             f"{tuned['all_503s']} answers 503 on embedded SQLite ({postgres['all_503s']} on "
             "PostgreSQL; target 0): Prefect 3.8.8 opens its SQLite transactions DEFERRED, so one "
             "that has read and then writes while another connection writes fails at once "
-            "('database is locked'), and no setting changes that (README, Performance)"
+            "('database is locked'), and no setting changes that "
+            "(docs/performance.md, SQLite and 503)"
         )
     tasks = tuned["tasks"]
     if tasks != REFUSED and tasks["tuned"] > PER_TASK_TARGET_MS:
         reasons.append(
             f"{tasks['tuned']:.2f} ms per task (target {PER_TASK_TARGET_MS:.0f} ms): Prefect's "
             "task engine works in the flow's process for every task run; its leanest call, with "
-            "both log outputs off, took 8.5 ms of CPU on the project's machine (README, Per "
-            "task). Large inputs run as chunks"
+            "both log outputs off, took 8.5 ms of CPU on the project's machine "
+            "(docs/performance.md, Per task). Large inputs run as chunks"
         )
     chunks = tuned["chunks"]
     if chunks != REFUSED and chunks["deployment_s"] > RANGE_TARGET_S:
@@ -59,13 +60,14 @@ def unmet_targets(results: dict, cores: int) -> list[str]:
     if tuned["deploy_s"] > DEPLOY_TARGET_S:
         reasons.append(
             f"prefect deploy --all took {tuned['deploy_s']:.2f} s (target "
-            f"{DEPLOY_TARGET_S:.0f} s): about 3.5 s of it is the CLI importing itself (README, "
-            "make up and deploy)"
+            f"{DEPLOY_TARGET_S:.0f} s): about 3.5 s of it is the CLI importing itself "
+            "(docs/performance.md, make up and deploy)"
         )
     if tuned["make_up_s"] > MAKE_UP_TARGET_S:
         reasons.append(
             f"make up took {tuned['make_up_s']:.2f} s (target {MAKE_UP_TARGET_S:.0f} s): the "
             "server alone imports for about 8 s and migrates a new database for about 9 s, and "
-            "the worker and the deploy each import Prefect (README, make up and deploy)"
+            "the worker and the deploy each import Prefect "
+            "(docs/performance.md, make up and deploy)"
         )
     return reasons

@@ -15,9 +15,8 @@ and gives it UNHEALTHY_AFTER_S more from then.
 Stopping a worker ends the flow-run processes it started: Prefect's worker terminates them as it
 shuts down (and they write their logs to its pipes). So while an unhealthy worker still has live
 flow-run processes, the supervisor keeps it until they end, for at most RESTART_WITH_RUNS_AFTER_S.
-A restart in the middle of a burst on embedded SQLite once left four runs RUNNING or PENDING with
-no process (see the README's Performance section). SIGTERM or SIGINT stops the worker and the
-supervisor.
+A run whose process is ended that way can be left RUNNING or PENDING until the zombie automation
+marks it CRASHED. SIGTERM or SIGINT stops the worker and the supervisor.
 `make up` and the compose `worker` service run the worker through this supervisor.
 """
 

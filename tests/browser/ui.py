@@ -58,9 +58,9 @@ class PrefectUi:
         the new run, and return the run id.
 
         On embedded SQLite the server sometimes answers the create call with 503 (another writer
-        held the database: see "Embedded SQLite under load" in the README). Prefect's client
-        retries that by itself; the UI shows "Something went wrong" instead, and a user clicks
-        again. So does this helper, once, and counts it in results/ui-create-retries.json.
+        held the database: see "Embedded SQLite under load" in docs/reliability.md). Prefect's
+        client retries that by itself; the UI shows "Something went wrong" instead, and a user
+        clicks again. So does this helper, once, and counts it in results/ui-create-retries.json.
         """
         action()
         # The UI mounts two toast containers; the visible toast is the last one.
