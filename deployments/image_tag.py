@@ -33,6 +33,7 @@ IMAGE_INPUTS = (
 
 
 def _files(root: Path) -> list[Path]:
+    """The inputs present under `root` (a copy of the repository may hold only some)."""
     files = []
     for name in IMAGE_INPUTS:
         path = root / name
@@ -46,7 +47,10 @@ def image_tag(root: Path = settings.REPO_ROOT) -> str:
     for path in _files(root):
         digest.update(path.relative_to(root).as_posix().encode() + b"\0")
         digest.update(path.read_bytes() + b"\0")
-    version = tomllib.loads((root / "pyproject.toml").read_text())["project"]["version"]
+    pyproject = root / "pyproject.toml"
+    version = (
+        tomllib.loads(pyproject.read_text())["project"]["version"] if pyproject.is_file() else "0"
+    )
     return f"{version}-{digest.hexdigest()[:12]}"
 
 

@@ -7,7 +7,6 @@ taken down in finally with the images it built."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -26,7 +25,7 @@ from prefect.states import Cancelling
 from prefect.utilities.callables import parameter_schema
 
 from deployments import settings
-from deployments.image_tag import IMAGE_INPUTS, image_tag
+from deployments.image_tag import image_tag
 from deployments.stack import free_port
 from tests.containers.engine import ComposeProject, docker, running_stack
 from tests.live_stack import (
@@ -37,6 +36,7 @@ from tests.live_stack import (
     wait_until,
 )
 from tests.reliability.flows import sleep_for
+from tests.repository import image_copy
 
 pytestmark = [pytest.mark.containers, pytest.mark.timeout(1800)]
 
@@ -205,21 +205,10 @@ def test_a_flow_container_killed_with_its_worker_ends_crashed_by_the_zombie_auto
         assert "No heartbeat" in final.state.message
 
 
-def copy_of_the_repository(target: Path) -> Path:
-    target.mkdir()
-    for name in (*IMAGE_INPUTS, ".dockerignore"):
-        source = settings.REPO_ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, target / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(source, target / name)
-    return target
-
-
 def test_a_code_change_and_a_redeploy_run_the_new_image(pool_stack, pool_api, tmp_path) -> None:
     """`python -m deployments apply --prefect-file prefect-docker.yaml` from a clone whose
     greeting changed: a new tag is built, pushed and deployed, and the next run uses it."""
-    clone = copy_of_the_repository(tmp_path / "clone")
+    clone = image_copy(tmp_path / "clone")
     greetings = clone / "flows" / "greetings.py"
     greetings.write_text(greetings.read_text().replace('f"Hello, {name}!"', 'f"Howdy, {name}!"'))
     new_tag = image_tag(clone)

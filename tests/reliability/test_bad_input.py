@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +20,7 @@ from prefect.exceptions import PrefectHTTPStatusError
 from deployments import settings
 from deployments.stack import PREFECT
 from tests.reliability.conftest import SLOW_DEPLOYMENT
+from tests.repository import image_copy
 
 pytestmark = [pytest.mark.e2e, pytest.mark.parametrize("live_stack", ["sqlite"], indirect=True)]
 
@@ -110,13 +110,7 @@ def test_broken_prefect_yaml_stops_the_compose_deploy_before_the_server_changes(
 ) -> None:
     """docker-compose.yml's own `deploy` command, run in a copy of the repository whose
     prefect.yaml names a flow that does not exist: it stops at the check, naming the field."""
-    copy = tmp_path / "repo"
-    for name in ("flows", "deployments", "prefect.toml", "prefect.yaml"):
-        source = settings.REPO_ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, copy / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            shutil.copy(source, copy / name)
+    copy = image_copy(tmp_path / "repo")  # the image's /opt/flows
     prefect_yaml = copy / "prefect.yaml"
     prefect_yaml.write_text(
         prefect_yaml.read_text().replace("greetings.py:say_hello", "greetings.py:say_goodbye")
