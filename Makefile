@@ -45,7 +45,8 @@ test: $(VENV)/.synced  ## unit, integrity, end-to-end, browser and compose tests
 
 # docker-compose.yml and the Dockerfile on a real Docker engine with Compose v2: installs the
 # engine, starts dockerd (vfs) unless one answers, builds stand-ins for base images no registry
-# serves here (scripts/install-docker), then one stack up, runs, checks, down. Needs root.
+# serves here (scripts/install-docker), then a stack with the docker-pool profile and one
+# without: up, runs, checks, down -v. Needs root.
 containers: $(VENV)/.synced  ## the compose stack in real containers (CI runs it after make test)
 	scripts/install-docker
 	$(PYTEST) -m containers tests/containers
