@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+from prefect import Flow
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.objects import DeploymentSchedule
 from prefect.client.schemas.responses import DeploymentResponse
@@ -59,10 +60,10 @@ def _by_slug(schedules: list[Fields]) -> list[Fields]:
     return sorted(schedules, key=lambda schedule: schedule["slug"] or "")
 
 
-def declared_deployment(spec: DeploymentSpec, steps: list[dict[str, Any]]) -> Fields:
-    """The fields `prefect deploy` gives this deployment, plus the strict parameter schema that
-    `apply` sets right after it (deployments/strict_parameters.py)."""
-    schema = parameter_schema(spec.load_flow()).model_dump(exclude_unset=True)
+def declared_deployment(spec: DeploymentSpec, flow: Flow, steps: list[dict[str, Any]]) -> Fields:
+    """The fields `prefect deploy` gives this deployment of `flow`, plus the strict parameter
+    schema that `apply` sets right after it (deployments/strict_parameters.py)."""
+    schema = parameter_schema(flow).model_dump(exclude_unset=True)
     concurrency = (
         {"limit": spec.concurrency.limit, "collision_strategy": spec.concurrency.collision_strategy}
         if spec.concurrency
@@ -143,9 +144,10 @@ async def load_declared(client: PrefectClient, path: Path = settings.PREFECT_YAM
     steps = pull_steps(path)
     specs = await resolve_deployments(client, path)
     types = pool_types(path)
-    deployments = {
-        f"{spec.load_flow().name}/{spec.name}": declared_deployment(spec, steps) for spec in specs
-    }
+    deployments = {}
+    for spec in specs:
+        flow = spec.load_flow()  # imports the flow's module: once per deployment
+        deployments[f"{flow.name}/{spec.name}"] = declared_deployment(spec, flow, steps)
     automations = {a.name: automation_fields(a) for a in repository_automations(path)}
     return Declared(
         owner_tag=tag,
