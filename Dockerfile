@@ -17,7 +17,9 @@ COPY Dockerfile prefect.yaml prefect-docker.yaml prefect.toml ./
 COPY flows/ flows/
 COPY deployments/ deployments/
 
-RUN useradd --create-home --uid 10001 prefect && chown -R prefect:prefect /opt/flows
+# The code stays root's, read-only to the user that runs it. Its files then also match a clone
+# checked out by root, so the deploy-docker job's build of this copy finds every layer cached.
+RUN useradd --create-home --uid 10001 prefect
 USER prefect
 ENV PREFECT_HOME=/home/prefect/.prefect \
     DO_NOT_TRACK=1

@@ -139,16 +139,19 @@ def test_only_the_server_port_is_published_and_on_loopback_only(stack) -> None:
 
 
 @pytest.mark.parametrize("service", ["prefect-server", "worker"])
-def test_image_runs_as_uid_10001_and_can_write_its_prefect_home(stack, service) -> None:
+def test_image_runs_as_uid_10001_and_writes_its_prefect_home_but_not_the_code(
+    stack, service
+) -> None:
     container_id = stack.container_ids(service)[0]
     assert stack.inspect(container_id)["Config"]["User"] == "prefect"
     probe = unique("probe")
     out = stack.exec(
         service,
         f'id -u; mkdir -p "$PREFECT_HOME" && echo {probe} > "$PREFECT_HOME/{probe}"'
-        f' && cat "$PREFECT_HOME/{probe}" && rm "$PREFECT_HOME/{probe}"',
+        f' && cat "$PREFECT_HOME/{probe}" && rm "$PREFECT_HOME/{probe}"'
+        "; touch flows/greetings.py 2>/dev/null && echo code-writable || echo code-read-only",
     )
-    assert out.split() == [IMAGE_USER_UID, probe]
+    assert out.split() == [IMAGE_USER_UID, probe, "code-read-only"]
     # The main process too (PID 1), not only what `exec` starts.
     status = stack.exec(service, "grep '^Uid:' /proc/1/status")
     assert status.split()[1:] == [IMAGE_USER_UID] * 4
