@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
@@ -23,6 +24,7 @@ from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary
 
 from deployments.stack import LocalStack, free_port
 from tests.postgres import PostgresCluster, require_postgres_binaries
+from tests.stack_logs import assert_stack_logs_clean
 
 T = TypeVar("T")
 
@@ -56,10 +58,23 @@ def new_stack(
     )
 
 
+# Live stacks a fault-injection test (marker `reliability`) used: their logs hold tracebacks of
+# the faults it injected on purpose, so their teardown does not check them.
+FAULT_INJECTED: weakref.WeakSet[LocalStack] = weakref.WeakSet()
+
+
+@pytest.fixture(autouse=True)
+def _note_fault_injection(request: pytest.FixtureRequest) -> None:
+    if "live_stack" in request.fixturenames and request.node.get_closest_marker("reliability"):
+        FAULT_INJECTED.add(request.getfixturevalue("live_stack"))
+
+
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])
 def live_stack(request, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
     """The stack on embedded SQLite (as `make up` runs it), then on PostgreSQL with basic auth
-    (as docker-compose.yml runs it): every end-to-end test runs against both."""
+    (as docker-compose.yml runs it): every end-to-end test runs against both. Once its last test
+    is over, its server and worker logs must hold no unexpected traceback (tests/stack_logs.py);
+    a failure there is reported as an error in that test's teardown."""
     cluster = None
     if request.param == "postgres":
         require_postgres_binaries()
@@ -73,6 +88,8 @@ def live_stack(request, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lo
     try:
         stack.up()
         yield stack
+        if stack not in FAULT_INJECTED:
+            assert_stack_logs_clean(stack, request.param)
     finally:
         stack.down()
         if cluster:
