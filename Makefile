@@ -36,12 +36,13 @@ apply: $(VENV)/.synced  ## make the server match prefect.yaml (pool, deploy, sch
 # Debian installs the PostgreSQL server binaries off PATH.
 PYTEST := PATH="$$PATH:/usr/lib/postgresql/15/bin" $(VENV)/bin/pytest
 
-# Two xdist workers: much of the suite waits on real processes. loadgroup is meant to keep the
-# tests of one shared stack on one worker (tests/conftest.py), but pytest-xdist 3.8.0 does not
-# group under pytest 9 (see there), so each worker starts the shared stacks it needs.
+# Two xdist workers: much of the suite waits on real processes. tests/conftest.py gives each
+# worker whole units of work, all the tests on one live stack or one module, longest first, so
+# each stack starts once.
 test: $(VENV)/.synced  ## unit, integrity, end-to-end, browser and compose tests against real processes
 	scripts/install-test-tools
-	$(PYTEST) -n $(TEST_WORKERS) --dist loadgroup -m "not reliability and not containers"
+	$(PYTEST) -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder \
+		-m "not reliability and not containers"
 
 # docker-compose.yml and the Dockerfile on a real Docker engine with Compose v2: installs the
 # engine, starts dockerd (vfs) unless one answers, builds stand-ins for base images no registry

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import re
 import shutil
 import tempfile
 
@@ -20,19 +21,42 @@ os.environ.pop("PREFECT_API_URL", None)  # tests choose their server explicitly
 pytest_plugins = ["tests.live_stack"]
 
 
-# Session fixtures that start a stack of their own: their tests share one xdist worker.
-SHARED_STACKS = ("live_stack", "postgres_stack")
+# The live stack's parameter ends a test's id: `test_x[sqlite]`, `test_y[word-for-number-sqlite]`.
+LIVE_STACK_PARAM = re.compile(r"[\[-](sqlite|postgres)\]$")
+# Started first, so that the longest work is not left for the end: the tiny benchmark (three
+# stacks), then the tests on each live stack.
+FIRST = ("tests/bench/test_bench_runs.py", "live_stack[sqlite]", "live_stack[postgres]")
 
 
-# Not in effect yet: pytest-xdist 3.8.0 (the newest) adds the group to `item._nodeid`, which
-# pytest 9 no longer reads (it reads `_id`), so under `--dist loadgroup` every test is scheduled
-# on its own. Kept for when the two agree again (or pytest is pinned below 9).
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items) -> None:
-    """make test runs `pytest -n 2 --dist loadgroup`. Meant to put every test on one shared stack
-    on one xdist worker, in file order, so the stack starts once and the server-log checks come
-    after the end-to-end tests; other tests together by module (module-scoped stacks)."""
-    for item in items:
-        fixtures = getattr(item, "fixturenames", ())
-        shared = next((name for name in SHARED_STACKS if name in fixtures), None)
-        item.add_marker(pytest.mark.xdist_group(shared or item.nodeid.split("::")[0]))
+def stack_scope(nodeid: str) -> str:
+    """The unit of work `make test` gives one xdist worker: every test on one live stack, or
+    every unit test (one `prefect_test_harness` server): session fixtures, started once on each
+    worker that runs such a test. Else the test's module (module-scoped stacks)."""
+    param = LIVE_STACK_PARAM.search(nodeid)
+    if param:
+        return f"live_stack[{param[1]}]"
+    if nodeid.startswith("tests/unit/"):
+        return "tests/unit"
+    return nodeid.split("::", 1)[0]
+
+
+@pytest.hookimpl(trylast=True)  # after pytest's own ordering by session fixture parameter
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Longest work first; otherwise pytest's order."""
+    rank = {scope: index for index, scope in enumerate(FIRST)}
+    items.sort(key=lambda item: rank.get(stack_scope(item.nodeid), len(FIRST)))
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log):
+    """`make test` runs `pytest -n 2 --dist loadscope --no-loadscope-reorder`: with that, each
+    live stack's tests go to one xdist worker (stack_scope), in the order above."""
+    if config.getoption("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class StackScopeScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return stack_scope(nodeid)
+
+    return StackScopeScheduling(config, log)
