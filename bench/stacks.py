@@ -18,6 +18,9 @@ from tests.postgres import POSTGRES_INSTALL_HINT, PostgresCluster, postgres_bina
 # The server logs every request at INFO (uvicorn's access log): that is how 503s are counted.
 ACCESS_LOG_ENV = {"PREFECT_SERVER_LOGGING_LEVEL": "INFO"}
 
+# The stacks running_stack has up, from any thread.
+LIVE_STACKS: set[LocalStack] = set()
+
 VARIANTS = {
     "default": settings.PREFECT_DEFAULTS_ENV,
     "tuned": {},  # LocalStack applies settings.SERVER_ENV and settings.WORKER_ENV itself
@@ -61,11 +64,20 @@ def running_stack(variant: str, root: Path) -> Iterator[tuple[LocalStack, float]
             extra_env={**ACCESS_LOG_ENV, **VARIANTS[variant], **database_env},
         )
         started = time.perf_counter()
+        LIVE_STACKS.add(stack)
         try:
             stack.up()
             yield stack, time.perf_counter() - started
         finally:
             stack.down()
+            LIVE_STACKS.discard(stack)
+
+
+def stop_live_stacks() -> None:
+    """Stop every stack still up (from the main thread, when the bench is interrupted while other
+    threads measure): their measures then fail at once and their threads end."""
+    for stack in list(LIVE_STACKS):
+        stack.down()
 
 
 def count_503s(stack: LocalStack) -> int:
@@ -89,10 +101,10 @@ def supervisor_decisions(stack: LocalStack) -> dict[str, int]:
     }
 
 
-def tree_cpu_seconds(root_pid: int | None = None) -> float:
-    """CPU seconds used by the live descendants of `root_pid` (this process by default) and by
-    the children they have already reaped: server, worker, supervisor and flow-run processes."""
-    root_pid = root_pid or os.getpid()
+def stack_cpu_seconds(stack: LocalStack) -> float:
+    """CPU seconds used so far by the stack's server and worker supervisor, their live
+    descendants (worker, flow-run processes) and the children they have already reaped."""
+    roots = {pid for pid in (stack.server.pid, stack.worker.pid) if pid is not None}
     parents: dict[int, int] = {}
     times: dict[int, float] = {}
     tick = os.sysconf("SC_CLK_TCK")
@@ -107,11 +119,11 @@ def tree_cpu_seconds(root_pid: int | None = None) -> float:
         # utime, stime, cutime, cstime (fields 14-17 of /proc/<pid>/stat)
         times[int(entry.name)] = sum(int(value) for value in fields[11:15]) / tick
 
-    def descends(pid: int) -> bool:
+    def counted(pid: int) -> bool:
         while pid > 1:
-            pid = parents.get(pid, 0)
-            if pid == root_pid:
+            if pid in roots:
                 return True
+            pid = parents.get(pid, 0)
         return False
 
-    return sum(seconds for pid, seconds in times.items() if descends(pid))
+    return sum(seconds for pid, seconds in times.items() if counted(pid))
