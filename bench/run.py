@@ -30,9 +30,9 @@ from bench.stacks import (
     postgres_binaries_missing,
     running_stack,
     supervisor_decisions,
-    tree_cpu_seconds,
 )
 from deployments import settings
+from deployments.processes import tree_cpu_seconds
 
 SIZES = {
     "full": {

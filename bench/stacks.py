@@ -5,15 +5,15 @@ ones on PostgreSQL (a throwaway cluster) as the compose stack runs them."""
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 from deployments import settings
-from deployments.stack import LocalStack, free_port
-from tests.postgres import POSTGRES_INSTALL_HINT, PostgresCluster, postgres_binaries_found
+from deployments.postgres import POSTGRES_INSTALL_HINT, PostgresCluster, postgres_binaries_found
+from deployments.processes import free_port
+from deployments.stack import LocalStack
 
 # The server logs every request at INFO (uvicorn's access log): that is how 503s are counted.
 ACCESS_LOG_ENV = {"PREFECT_SERVER_LOGGING_LEVEL": "INFO"}
@@ -87,31 +87,3 @@ def supervisor_decisions(stack: LocalStack) -> dict[str, int]:
         "restarts": sum("; restart " in line for line in lines),
         "kept": sum("keeping the worker" in line for line in lines),
     }
-
-
-def tree_cpu_seconds(root_pid: int | None = None) -> float:
-    """CPU seconds used by the live descendants of `root_pid` (this process by default) and by
-    the children they have already reaped: server, worker, supervisor and flow-run processes."""
-    root_pid = root_pid or os.getpid()
-    parents: dict[int, int] = {}
-    times: dict[int, float] = {}
-    tick = os.sysconf("SC_CLK_TCK")
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # ended while we looked
-        parents[int(entry.name)] = int(fields[1])
-        # utime, stime, cutime, cstime (fields 14-17 of /proc/<pid>/stat)
-        times[int(entry.name)] = sum(int(value) for value in fields[11:15]) / tick
-
-    def descends(pid: int) -> bool:
-        while pid > 1:
-            pid = parents.get(pid, 0)
-            if pid == root_pid:
-                return True
-        return False
-
-    return sum(seconds for pid, seconds in times.items() if descends(pid))

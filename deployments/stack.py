@@ -12,50 +12,19 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Mapping
 from pathlib import Path
 
-import httpx
-
 from deployments import settings
-from deployments.processes import ManagedProcess
+from deployments.processes import ManagedProcess, http_get, http_ok, poll_until, port_is_free
 
 PREFECT = str(Path(sys.executable).with_name("prefect"))  # the venv's CLI
 
 
 class StackError(RuntimeError):
     """A step of bringing the stack up failed; the message says which and where to look."""
-
-
-def port_is_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        # As uvicorn does: connections of a just-stopped server in TIME_WAIT do not block it.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
-def wait_for(check, timeout_s: float, interval_s: float = 0.25):
-    """Poll `check()` until it returns something truthy; return that, or None at the deadline."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = check()
-        if result or time.monotonic() >= deadline:
-            return result
-        time.sleep(interval_s)
 
 
 class LocalStack:
@@ -139,21 +108,19 @@ class LocalStack:
     # -- health ---------------------------------------------------------------------------
 
     def server_ready(self) -> bool:
-        try:
-            return httpx.get(f"{self.api_url}/ready", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
+        return http_ok(f"{self.api_url}/ready", timeout_s=2)
 
     def worker_online(self) -> bool:
         """The pool turns READY once a worker polls it. A GET: with CSRF protection on, a POST
         would need a CSRF token first."""
-        try:
-            response = httpx.get(
-                f"{self.api_url}/work_pools/{self.pool_name}", auth=self._http_auth, timeout=2
-            )
-        except httpx.HTTPError:
-            return False
-        return response.status_code == 200 and response.json().get("status") == "READY"
+        response = http_get(
+            f"{self.api_url}/work_pools/{self.pool_name}", timeout_s=2, auth=self._http_auth
+        )
+        return (
+            response is not None
+            and response.status_code == 200
+            and response.json().get("status") == "READY"
+        )
 
     # -- steps ----------------------------------------------------------------------------
 
@@ -171,7 +138,7 @@ class LocalStack:
             self.env,
             cwd=settings.REPO_ROOT,
         )
-        if not wait_for(self._server_up_or_exited, settings.STARTUP_TIMEOUT_S):
+        if not poll_until(self._server_up_or_exited, settings.STARTUP_TIMEOUT_S):
             self.server.stop(settings.STOP_TIMEOUT_S)
             raise StackError(
                 f"the Prefect server did not become ready on {self.api_url} within "
@@ -240,7 +207,7 @@ class LocalStack:
         self.worker.start(supervised, env, cwd=settings.REPO_ROOT)
 
     def wait_for_worker(self) -> None:
-        if not wait_for(self._worker_up_or_exited, settings.STARTUP_TIMEOUT_S):
+        if not poll_until(self._worker_up_or_exited, settings.STARTUP_TIMEOUT_S):
             raise StackError(
                 f"the worker did not report to pool {self.pool_name!r} within "
                 f"{settings.STARTUP_TIMEOUT_S:.0f} s; see {self.worker.log_path}"

@@ -22,18 +22,15 @@ marks it CRASHED. SIGTERM or SIGINT stops the worker and the supervisor.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
-
-import httpx
 
 from deployments import settings
-from deployments.stack import PREFECT, port_is_free
+from deployments.processes import http_ok, live_children, port_is_free, terminate_then_kill
+from deployments.stack import PREFECT
 
 HEALTH_PORT_ENV = "PREFECT_WORKER_WEBSERVER_PORT"  # Prefect's own setting, read by the worker
 
@@ -59,10 +56,7 @@ def health_port() -> int:
 
 
 def worker_is_healthy(port: int) -> bool:
-    try:
-        return httpx.get(f"http://127.0.0.1:{port}/health", timeout=3).status_code == 200
-    except httpx.HTTPError:
-        return False
+    return http_ok(f"http://127.0.0.1:{port}/health", timeout_s=3)
 
 
 def server_is_ready(api_url: str | None) -> bool:
@@ -70,37 +64,7 @@ def server_is_ready(api_url: str | None) -> bool:
     blame the worker). `/ready` needs no credentials, also with basic auth on."""
     if not api_url:
         return True
-    try:
-        response = httpx.get(f"{api_url.rstrip('/')}/ready", timeout=SERVER_READY_TIMEOUT_S)
-    except httpx.HTTPError:
-        return False
-    return response.status_code == 200
-
-
-def live_children(pid: int) -> list[int]:
-    """The process ids of `pid`'s children that still run (not exited and waiting to be reaped)."""
-    if Path("/proc/self").is_dir():
-        children = []
-        with contextlib.suppress(OSError):  # the worker or one of its threads just ended
-            for task in Path(f"/proc/{pid}/task").iterdir():
-                children += [int(child) for child in (task / "children").read_text().split()]
-        return [child for child in children if _linux_state(child) not in ("Z", "X", None)]
-    # No /proc (macOS): ask ps, whose listing marks exited children Z.
-    listing = subprocess.run(["ps", "-A", "-o", "pid=,ppid=,stat="], capture_output=True, text=True)
-    return [
-        int(fields[0])
-        for fields in (line.split() for line in listing.stdout.splitlines())
-        if len(fields) == 3 and int(fields[1]) == pid and not fields[2].startswith("Z")
-    ]
-
-
-def _linux_state(pid: int) -> str | None:
-    """The one-letter state of a Linux process, None when it is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[0]
+    return http_ok(f"{api_url.rstrip('/')}/ready", timeout_s=SERVER_READY_TIMEOUT_S)
 
 
 class Supervisor:
@@ -120,14 +84,12 @@ class Supervisor:
         """SIGTERM the worker, SIGKILL it after STOP_TIMEOUT_S; its exit code."""
         if self.worker is None:
             return None
-        with contextlib.suppress(ProcessLookupError):
-            self.worker.terminate()
-        try:
-            return self.worker.wait(settings.STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            log(f"worker pid {self.worker.pid} ignored SIGTERM; killing it")
-            self.worker.kill()
-            return self.worker.wait()
+        pid = self.worker.pid
+        return terminate_then_kill(
+            self.worker,
+            settings.STOP_TIMEOUT_S,
+            on_kill=lambda: log(f"worker pid {pid} ignored SIGTERM; killing it"),
+        )
 
     def _stop(self, signum: int, _frame) -> None:
         self.stopping = True

@@ -4,7 +4,6 @@ temporary directory, started the same way `make up` starts it."""
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,22 +20,20 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import Artifact, StateType, TaskRun
 from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
-from deployments.stack import LocalStack, free_port
-from tests.postgres import PostgresCluster, require_postgres_binaries
+from deployments.postgres import PostgresCluster
+from deployments.processes import free_port, poll_until
+from deployments.stack import LocalStack
+from tests.requirements import require_postgres_binaries
 
 T = TypeVar("T")
 
 
 def wait_until(check: Callable[[], T], timeout_s: float, what: str, interval_s: float = 0.5) -> T:
     """Poll `check()` until it returns something truthy; fail the test naming `what` otherwise."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what}")
-        time.sleep(interval_s)
+    result = poll_until(check, timeout_s, interval_s)
+    if not result:
+        pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what}")
+    return result
 
 
 def unique(prefix: str) -> str:

@@ -7,6 +7,8 @@ import os
 
 import pytest
 
+from deployments.postgres import POSTGRES_INSTALL_HINT, postgres_binaries_found
+
 
 def require(available: bool, what: str, install_hint: str) -> None:
     if available:
@@ -14,3 +16,9 @@ def require(available: bool, what: str, install_hint: str) -> None:
     if os.environ.get("CI") == "true":
         pytest.fail(f"CI=true but {what} is not installed ({install_hint}): these tests must run")
     pytest.skip(f"{what} is not installed ({install_hint})")
+
+
+def require_postgres_binaries() -> None:
+    require(
+        postgres_binaries_found(), "the PostgreSQL server (initdb, pg_ctl)", POSTGRES_INSTALL_HINT
+    )

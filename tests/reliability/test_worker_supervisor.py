@@ -17,6 +17,7 @@ import pytest
 from prefect.client.schemas.objects import StateType
 
 from deployments import settings, worker_supervisor
+from deployments.processes import process_state
 from tests.live_stack import run_deployment_and_wait, wait_for_final_state, wait_until
 from tests.reliability.conftest import supervised_worker_pid
 from tests.reports import report
@@ -79,7 +80,7 @@ def test_a_hung_worker_is_replaced_once_its_runs_end(api, live_stack, slow_deplo
         )
         replaced_after_s = time.monotonic() - hung_at
     finally:
-        if os.path.exists(f"/proc/{hung}"):  # not replaced: let the test's cleanup stop it
+        if process_state(hung) is not None:  # not replaced: let the test's cleanup stop it
             os.kill(hung, signal.SIGCONT)
     assert finished.state.type == StateType.COMPLETED, finished.state.message
     assert replaced
