@@ -20,7 +20,7 @@ ACCESS_LOG_ENV = {"PREFECT_SERVER_LOGGING_LEVEL": "INFO"}
 
 VARIANTS = {
     "default": settings.PREFECT_DEFAULTS_ENV,
-    "tuned": {},  # LocalStack applies settings.SERVER_ENV and settings.WORKER_ENV itself
+    "tuned": {},  # LocalStack applies the settings' server_env() and worker_env() itself
     "postgres": {},  # tuned, with the database of _database_env
 }
 

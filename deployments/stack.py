@@ -28,27 +28,32 @@ class StackError(RuntimeError):
 
 
 class LocalStack:
+    """One stack. Unless given, its state directory, address, pool name and worker health port
+    come from `config` (by default `settings.current()`), as do the tuned values it passes on."""
+
     def __init__(
         self,
-        state_dir: Path = settings.LOCAL_STATE_DIR,
-        port: int = settings.SERVER_PORT,
-        host: str = settings.SERVER_HOST,
-        pool_name: str = settings.WORK_POOL_NAME,
+        state_dir: Path | None = None,
+        port: int | None = None,
+        host: str | None = None,
+        pool_name: str | None = None,
         extra_env: Mapping[str, str] | None = None,
         flow_code_dir: Path | None = settings.REPO_ROOT,
         auth_string: str | None = None,
-        worker_health_port: int = settings.WORKER_HEALTH_PORT,
+        worker_health_port: int | None = None,
+        config: settings.Settings | None = None,
     ) -> None:
-        self.state_dir = Path(state_dir)
-        self.host = host
-        self.port = port
-        self.pool_name = pool_name
+        self.config = config or settings.current()
+        self.state_dir = Path(state_dir or self.config.local_state_dir)
+        self.host = host or self.config.server_host
+        self.port = port or self.config.server_port
+        self.pool_name = pool_name or self.config.work_pool_name
         self.server = ManagedProcess("server", self.state_dir)
         self.worker = ManagedProcess("worker", self.state_dir)
         self._extra_env = dict(extra_env or {})
         self.flow_code_dir = flow_code_dir
         self.auth_string = auth_string
-        self.worker_health_port = worker_health_port
+        self.worker_health_port = worker_health_port or self.config.worker_health_port
 
     @property
     def api_url(self) -> str:
@@ -64,8 +69,8 @@ class LocalStack:
         env = {
             **os.environ,
             **settings.NO_TELEMETRY_ENV,
-            **settings.SERVER_ENV,
-            **settings.WORKER_ENV,
+            **self.config.server_env(),
+            **self.config.worker_env(),
             "PREFECT_HOME": str(self.state_dir / "home"),
             "PREFECT_API_URL": self.api_url,
             "PREFECT_SERVER_API_HOST": self.host,
@@ -182,7 +187,7 @@ class LocalStack:
     def worker_args(self, name: str | None = None) -> list[str]:
         """The options of `prefect worker start` for this stack's pool."""
         args = ["--pool", self.pool_name, "--type", "process"]
-        args += ["--limit", str(settings.WORKER_LIMIT)]
+        args += ["--limit", str(self.config.worker_limit)]
         return args + (["--name", name] if name else [])
 
     def worker_command(self, name: str | None = None) -> list[str]:
@@ -202,7 +207,7 @@ class LocalStack:
         env = {
             **self.worker_env,
             "PREFECT_WORKER_WEBSERVER_HOST": "127.0.0.1",
-            "PREFECT_WORKER_WEBSERVER_PORT": str(self.worker_health_port),
+            settings.HEALTH_PORT_ENV: str(self.worker_health_port),
         }
         self.worker.start(supervised, env, cwd=settings.REPO_ROOT)
 
@@ -279,8 +284,13 @@ Stop everything with: make down"""
 
 def main(argv: list[str]) -> int:
     command = argv[0] if argv else "status"
-    auth = os.environ.get(settings.AUTH_ENV) == "1"
-    stack = LocalStack(auth_string=local_auth_string(settings.LOCAL_STATE_DIR) if auth else None)
+    try:
+        config = settings.current()
+    except settings.SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    auth_string = local_auth_string(config.local_state_dir) if config.auth else None
+    stack = LocalStack(auth_string=auth_string, config=config)
     if command == "up":
         try:
             stack.up()

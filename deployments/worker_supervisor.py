@@ -1,11 +1,12 @@
 """Keep one process worker running and healthy: `python -m deployments.worker_supervisor ARGS`.
 
 Starts `prefect worker start ARGS --with-healthcheck`, polls the worker's own health endpoint
-(`/health` on PREFECT_WORKER_WEBSERVER_PORT) and restarts the worker when it exits, or when the
-endpoint stays unhealthy for UNHEALTHY_AFTER_S. Prefect reports a worker unhealthy when it has not
-polled its pool for 30 poll intervals (60 s with this repository's 2 s polling), e.g. when its
-loop hangs. Nothing else acts on that endpoint: Docker only labels a container unhealthy (it
-restarts containers that exit), and systemd does not poll HTTP.
+(`/health` on PREFECT_WORKER_WEBSERVER_PORT, deployments/settings.py) and restarts the worker
+when it exits, or when the endpoint stays unhealthy for UNHEALTHY_AFTER_S. Prefect reports a
+worker unhealthy when it has not polled its pool for 30 poll intervals (60 s with this
+repository's 2 s polling), e.g. when its loop hangs. Nothing else acts on that endpoint: Docker
+only labels a container unhealthy (it restarts containers that exit), and systemd does not poll
+HTTP.
 
 A worker cannot poll a server that does not answer, so before it restarts an unhealthy worker the
 supervisor asks the server (PREFECT_API_URL's `/ready`, which checks the database): when the
@@ -32,8 +33,6 @@ from deployments import settings
 from deployments.processes import http_ok, live_children, port_is_free, terminate_then_kill
 from deployments.stack import PREFECT
 
-HEALTH_PORT_ENV = "PREFECT_WORKER_WEBSERVER_PORT"  # Prefect's own setting, read by the worker
-
 CHECK_EVERY_S = 5.0
 # A worker needs a few seconds to import Prefect and bind its endpoint.
 START_GRACE_S = 60.0
@@ -51,10 +50,6 @@ def log(message: str) -> None:
     print(f"worker-supervisor: {message}", file=sys.stderr, flush=True)
 
 
-def health_port() -> int:
-    return int(os.environ.get(HEALTH_PORT_ENV, "8080"))
-
-
 def worker_is_healthy(port: int) -> bool:
     return http_ok(f"http://127.0.0.1:{port}/health", timeout_s=3)
 
@@ -68,16 +63,18 @@ def server_is_ready(api_url: str | None) -> bool:
 
 
 class Supervisor:
-    def __init__(self, worker_args: list[str]) -> None:
+    def __init__(self, worker_args: list[str], config: settings.Settings) -> None:
         self.command = [PREFECT, "worker", "start", *worker_args, "--with-healthcheck"]
-        self.port = health_port()
-        self.api_url = os.environ.get("PREFECT_API_URL")
+        self.port = config.worker_health_port
+        self.api_url = config.api_url
+        # The worker binds the port the supervisor polls, also when the variable is unset.
+        self.env = {**os.environ, settings.HEALTH_PORT_ENV: str(self.port)}
         self.worker: subprocess.Popen[bytes] | None = None
         self.stopping = False
         self.restarts = 0
 
     def start_worker(self) -> None:
-        self.worker = subprocess.Popen(self.command, stdin=subprocess.DEVNULL)
+        self.worker = subprocess.Popen(self.command, stdin=subprocess.DEVNULL, env=self.env)
         log(f"started worker pid {self.worker.pid}: {' '.join(self.command[1:])}")
 
     def stop_worker(self) -> int | None:
@@ -158,14 +155,19 @@ class Supervisor:
 
 
 def main(argv: list[str]) -> int:
-    port = health_port()
+    try:
+        config = settings.current()
+    except settings.SettingsError as exc:
+        log(f"error: {exc}")
+        return 2
+    port = config.worker_health_port
     if not port_is_free("127.0.0.1", port):
         log(
             f"error: port {port} for the worker's health endpoint is in use; choose another "
-            f"with {HEALTH_PORT_ENV}=<port>"
+            f"with {settings.HEALTH_PORT_ENV}=<port>"
         )
         return 2
-    return Supervisor(argv).run()
+    return Supervisor(argv, config).run()
 
 
 if __name__ == "__main__":

@@ -3,17 +3,16 @@ CI (CI=true), where every kind must run."""
 
 from __future__ import annotations
 
-import os
-
 import pytest
 
+from deployments import settings
 from deployments.postgres import POSTGRES_INSTALL_HINT, postgres_binaries_found
 
 
 def require(available: bool, what: str, install_hint: str) -> None:
     if available:
         return
-    if os.environ.get("CI") == "true":
+    if settings.current().ci:
         pytest.fail(f"CI=true but {what} is not installed ({install_hint}): these tests must run")
     pytest.skip(f"{what} is not installed ({install_hint})")
 

@@ -30,7 +30,7 @@ def require_compose() -> str:
     binary = shutil.which("docker-compose")
     if binary:
         return binary
-    if os.environ.get("CI") == "true":
+    if settings.current().ci:
         pytest.fail("CI=true but docker-compose is not installed (.ci/run installs it)")
     pytest.skip("docker-compose is not installed (apt-get install docker-compose)")
 

@@ -104,20 +104,22 @@ def test_image_follows_the_locked_prefect_version(services) -> None:
 
 
 def test_worker_and_deploy_use_the_repository_pool_name(services) -> None:
-    assert f"--pool {settings.WORK_POOL_NAME} " in services["worker"]["command"]
+    pool_name = settings.current().work_pool_name
+    assert f"--pool {pool_name} " in services["worker"]["command"]
     for name in ("worker", "deploy"):
         env = services[name]["environment"]
-        assert env[settings.POOL_NAME_ENV] == settings.WORK_POOL_NAME
+        assert env[settings.POOL_NAME_ENV] == pool_name
 
 
 def test_worker_uses_the_tuned_settings(services) -> None:
+    config = settings.current()
     env = services["worker"]["environment"]
-    assert {key: env[key] for key in settings.WORKER_ENV} == settings.WORKER_ENV
+    assert {key: env[key] for key in config.worker_env()} == config.worker_env()
     command = services["worker"]["command"]
     assert command.startswith("python -m deployments.worker_supervisor "), "supervised"
-    assert command.endswith(f" --limit {settings.WORKER_LIMIT}")
+    assert command.endswith(f" --limit {config.worker_limit}")
     server = services["prefect-server"]["environment"]
-    assert {key: server[key] for key in settings.SERVER_ENV} == settings.SERVER_ENV
+    assert {key: server[key] for key in config.server_env()} == config.server_env()
     assert services["deploy"]["environment"][settings.POOL_CONCURRENCY_LIMIT_ENV] == ""
     assert services["worker"]["restart"] == "unless-stopped"
 

@@ -133,8 +133,8 @@ def test_runs_complete_through_the_compose_worker_with_task_runs(compose_api) ->
 def test_deploy_service_registered_both_deployments_on_the_pool(compose_api) -> None:
     names = {d.name: d.work_pool_name for d in compose_api.read_deployments()}
     assert names == {
-        "compute-squares": settings.WORK_POOL_NAME,
-        "greeting-schedule": settings.WORK_POOL_NAME,
+        "compute-squares": settings.current().work_pool_name,
+        "greeting-schedule": settings.current().work_pool_name,
     }
 
 

@@ -53,7 +53,7 @@ def require_engine() -> None:
     if not problems:
         return
     reason = f"{'; '.join(problems)}: run scripts/install-docker (make containers does)"
-    if os.environ.get("CI") == "true":
+    if settings.current().ci:
         pytest.fail(f"CI=true but {reason}")
     pytest.skip(reason)
 

@@ -33,7 +33,7 @@ def user_env(tmp_path) -> dict[str, str]:
         **os.environ,
         "LOCAL_STATE_DIR": str(tmp_path / "state"),
         "PREFECT_SERVER_API_PORT": str(free_port()),
-        "WORKER_HEALTH_PORT": str(free_port()),
+        settings.HEALTH_PORT_ENV: str(free_port()),
         settings.POOL_NAME_ENV: unique("make-up-pool"),
     }
 

@@ -8,7 +8,6 @@ to results/exactly-once-<runs>-runs.json."""
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from collections import Counter
@@ -16,14 +15,15 @@ from collections import Counter
 import pytest
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
+from deployments import settings
 from deployments.processes import poll_until
 from tests.reliability.conftest import read_markers, running_workers
 from tests.reports import report as report_figures
 
 pytestmark = [pytest.mark.e2e, pytest.mark.reliability]
 
-RUNS = int(os.environ.get("SOAK_RUNS", "12"))
-WORKERS = int(os.environ.get("SOAK_WORKERS", "2"))
+RUNS = settings.current().soak_runs
+WORKERS = settings.current().soak_workers
 # Generous: on 2 cores a run costs about 2-3 s of CPU, whatever the number of workers.
 DEADLINE_S = 120 + 5 * RUNS
 LOG_ERRORS = re.compile(

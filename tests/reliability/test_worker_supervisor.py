@@ -23,7 +23,7 @@ from tests.reliability.conftest import supervised_worker_pid
 from tests.reports import report
 
 # Prefect reports a worker unhealthy once it has not polled for 30 poll intervals.
-WORKER_UNHEALTHY_AFTER_S = 30 * float(settings.WORKER_ENV["PREFECT_WORKER_QUERY_SECONDS"])
+WORKER_UNHEALTHY_AFTER_S = 30 * settings.current().worker_query_seconds
 
 
 def test_a_port_in_use_is_named_and_nothing_starts() -> None:
@@ -33,7 +33,7 @@ def test_a_port_in_use_is_named_and_nothing_starts() -> None:
         port = taken.getsockname()[1]
         result = subprocess.run(
             [sys.executable, "-m", "deployments.worker_supervisor", "--pool", "any"],
-            env={**os.environ, worker_supervisor.HEALTH_PORT_ENV: str(port)},
+            env={**os.environ, settings.HEALTH_PORT_ENV: str(port)},
             cwd=settings.REPO_ROOT,
             capture_output=True,
             text=True,
