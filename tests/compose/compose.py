@@ -70,7 +70,9 @@ class NativeRewrites:
             # the compose network's host names and the containers' fixed ports
             "http://prefect-server:4200": f"http://127.0.0.1:{server_port}",
             "http://127.0.0.1:4200": f"http://127.0.0.1:{server_port}",
-            "http://127.0.0.1:8080": f"http://127.0.0.1:{worker_port}",
+            f"http://127.0.0.1:{settings.current().worker_health_port}": (
+                f"http://127.0.0.1:{worker_port}"
+            ),
         }
         self.env_overrides = {
             "PREFECT_SERVER_DATABASE_HOST": "127.0.0.1",
