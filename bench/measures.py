@@ -15,9 +15,9 @@ from prefect.exceptions import PrefectHTTPStatusError
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from deployments import settings
-from deployments.processes import poll_until
-from deployments.stack import PREFECT, LocalStack
 from flows.squares import compute_squares, square_numbers
+from stack.local import PREFECT, LocalStack
+from stack.processes import poll_until
 
 SAY_HELLO = "say-hello/greeting-schedule"
 SQUARES = "compute-squares/compute-squares"

@@ -32,7 +32,7 @@ from bench.stacks import (
     supervisor_decisions,
 )
 from deployments import settings
-from deployments.processes import tree_cpu_seconds
+from stack.processes import tree_cpu_seconds
 
 SIZES = {
     "full": {

@@ -11,9 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from deployments import settings
-from deployments.postgres import POSTGRES_INSTALL_HINT, PostgresCluster, postgres_binaries_found
-from deployments.processes import free_port
-from deployments.stack import LocalStack
+from stack.local import LocalStack
+from stack.postgres import POSTGRES_INSTALL_HINT, PostgresCluster, postgres_binaries_found
+from stack.processes import free_port
 
 # The server logs every request at INFO (uvicorn's access log): that is how 503s are counted.
 ACCESS_LOG_ENV = {"PREFECT_SERVER_LOGGING_LEVEL": "INFO"}
@@ -77,7 +77,7 @@ def count_503s(stack: LocalStack) -> int:
 def supervisor_decisions(stack: LocalStack) -> dict[str, int]:
     """How often the worker supervisor replaced the worker, and how often it kept an unhealthy
     worker because the server itself did not answer or the worker's flow runs still ran
-    (deployments/worker_supervisor.py)."""
+    (stack/worker_supervisor.py)."""
     lines = [
         line
         for line in stack.worker.log_path.read_text(errors="replace").splitlines()

@@ -27,6 +27,7 @@ IMAGE_INPUTS = (
     "prefect.toml",
     "flows",
     "deployments",
+    "stack",
 )
 
 

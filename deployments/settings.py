@@ -121,7 +121,7 @@ class Settings(BaseSettings):
     # applies it.
     pool_concurrency_limit: int | None = _variable(POOL_CONCURRENCY_LIMIT_ENV, None)
     # The worker's health endpoint (Prefect's `--with-healthcheck`), polled by
-    # deployments/worker_supervisor.py, which restarts a worker that stays unhealthy.
+    # stack/worker_supervisor.py, which restarts a worker that stays unhealthy.
     worker_health_port: int = _variable(HEALTH_PORT_ENV, 4201)
     # Prefect's default polls every 10 s; 2 s keeps pickup fast without making the embedded
     # SQLite server busy.

@@ -20,9 +20,9 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import Artifact, StateType, TaskRun
 from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
-from deployments.postgres import PostgresCluster
-from deployments.processes import free_port, poll_until
-from deployments.stack import LocalStack
+from stack.local import LocalStack
+from stack.postgres import PostgresCluster
+from stack.processes import free_port, poll_until
 from tests.requirements import require_postgres_binaries
 
 T = TypeVar("T")

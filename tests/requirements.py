@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from deployments import settings
-from deployments.postgres import POSTGRES_INSTALL_HINT, postgres_binaries_found
+from stack.postgres import POSTGRES_INSTALL_HINT, postgres_binaries_found
 
 
 def require(available: bool, what: str, install_hint: str) -> None:

@@ -13,7 +13,7 @@ import pytest
 from bench.run import RESULTS_DIR, SIZES
 from bench.stacks import VARIANTS
 from deployments import settings
-from deployments.processes import terminate_then_kill
+from stack.processes import terminate_then_kill
 from tests.requirements import require_postgres_binaries
 
 pytestmark = pytest.mark.e2e

@@ -149,7 +149,7 @@ def test_worker_uses_the_tuned_settings(services) -> None:
     healthcheck = " ".join(services["worker"]["healthcheck"]["test"])
     assert f"http://127.0.0.1:{config.worker_health_port}/health" in healthcheck
     command = services["worker"]["command"]
-    assert command.startswith("python -m deployments.worker_supervisor "), "supervised"
+    assert command.startswith("python -m stack.worker_supervisor "), "supervised"
     assert command.endswith(f" --limit {config.worker_limit}")
     server = services["prefect-server"]["environment"]
     assert {key: server[key] for key in config.server_env()} == config.server_env()

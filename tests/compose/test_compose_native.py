@@ -15,8 +15,8 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.objects import StateType
 
 from deployments import settings
-from deployments.postgres import PostgresCluster
-from deployments.processes import ManagedProcess, free_port
+from stack.postgres import PostgresCluster
+from stack.processes import ManagedProcess, free_port
 from tests.compose.compose import NativeRewrites, resolved_services, write_env_file
 from tests.live_stack import run_deployment_and_wait, unique, wait_until
 from tests.requirements import require_postgres_binaries

@@ -28,7 +28,7 @@ from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
 from deployments import settings
-from deployments.processes import free_port
+from stack.processes import free_port
 from tests.compose.compose import COMPOSE_FILE, ENV_EXAMPLE, write_env_file
 from tests.live_stack import unique, wait_until
 

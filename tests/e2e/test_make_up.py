@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from deployments import settings
-from deployments.processes import ManagedProcess, free_port, process_is_running
+from stack.processes import ManagedProcess, free_port, process_is_running
 from tests.live_stack import unique
 
 pytestmark = pytest.mark.e2e

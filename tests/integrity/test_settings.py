@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from deployments import settings
-from deployments.stack import LocalStack
+from stack.local import LocalStack
 
 TUNED_NAMES = [
     "WORKER_LIMIT",
@@ -98,8 +98,8 @@ def test_a_bad_value_is_refused_naming_its_variable(clean_env, name, value, mess
 @pytest.mark.parametrize(
     "argv",
     [
-        ["-m", "deployments.stack", "status"],
-        ["-m", "deployments.worker_supervisor", "--pool", "any"],
+        ["-m", "stack", "status"],
+        ["-m", "stack.worker_supervisor", "--pool", "any"],
         ["-m", "deployments.pool"],
         ["-m", "deployments", "check"],
         ["-m", "bench.run"],

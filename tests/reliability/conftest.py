@@ -16,10 +16,10 @@ from prefect.client.orchestration import SyncPrefectClient
 from prefect.utilities.callables import parameter_schema
 
 from deployments import settings
-from deployments.postgres import PostgresCluster
-from deployments.processes import ManagedProcess, live_children
 from deployments.spec import pull_steps
-from deployments.stack import LocalStack
+from stack.local import LocalStack
+from stack.postgres import PostgresCluster
+from stack.processes import ManagedProcess, live_children
 from tests.live_stack import new_stack, stack_client, wait_until
 from tests.reliability.flows import WORKER_NAME_ENV, leave_marker, sleep_for
 from tests.requirements import require_postgres_binaries

@@ -68,7 +68,7 @@ def test_killed_worker_and_flow_run_become_crashed(api, live_stack, slow_deploym
     assert crashed.state.type == StateType.CRASHED, crashed.state
     assert "heartbeat" in (crashed.state.message or ""), crashed.state.message
 
-    # deployments/worker_supervisor.py has started a new worker by now, which runs new work.
+    # stack/worker_supervisor.py has started a new worker by now, which runs new work.
     assert supervised_worker_pid(live_stack) not in (None, worker_pid)
     after = run_deployment_and_wait(api, "compute-squares/compute-squares", {"numbers": [3]})
     assert after.state.type == StateType.COMPLETED, after.state.message

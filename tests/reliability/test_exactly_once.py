@@ -16,7 +16,7 @@ import pytest
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
 from deployments import settings
-from deployments.processes import poll_until
+from stack.processes import poll_until
 from tests.reliability.conftest import read_markers, running_workers
 from tests.reports import report as report_figures
 

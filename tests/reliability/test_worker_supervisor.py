@@ -1,4 +1,4 @@
-"""deployments/worker_supervisor.py acts on the worker's health endpoint: a worker that hangs
+"""stack/worker_supervisor.py acts on the worker's health endpoint: a worker that hangs
 (SIGSTOP: alive, but its poll loop and endpoint answer nothing) is kept while its flow run still
 runs (a restart would end it), then replaced, and the pool's work goes on without anyone stepping
 in. A worker that cannot poll because its server hangs is not to blame: it is kept, and resumes
@@ -16,8 +16,9 @@ import time
 import pytest
 from prefect.client.schemas.objects import StateType
 
-from deployments import settings, worker_supervisor
-from deployments.processes import process_state
+from deployments import settings
+from stack import worker_supervisor
+from stack.processes import process_state
 from tests.live_stack import run_deployment_and_wait, wait_for_final_state, wait_until
 from tests.reliability.conftest import supervised_worker_pid
 from tests.reports import report
@@ -32,7 +33,7 @@ def test_a_port_in_use_is_named_and_nothing_starts() -> None:
         taken.listen()
         port = taken.getsockname()[1]
         result = subprocess.run(
-            [sys.executable, "-m", "deployments.worker_supervisor", "--pool", "any"],
+            [sys.executable, "-m", "stack.worker_supervisor", "--pool", "any"],
             env={**os.environ, settings.HEALTH_PORT_ENV: str(port)},
             cwd=settings.REPO_ROOT,
             capture_output=True,

@@ -16,7 +16,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from deployments.processes import free_port
+from stack.processes import free_port
 
 USER = DATABASE = "prefect"
 

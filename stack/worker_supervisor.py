@@ -1,4 +1,4 @@
-"""Keep one process worker running and healthy: `python -m deployments.worker_supervisor ARGS`.
+"""Keep one process worker running and healthy: `python -m stack.worker_supervisor ARGS`.
 
 Starts `prefect worker start ARGS --with-healthcheck`, polls the worker's own health endpoint
 (`/health` on PREFECT_WORKER_WEBSERVER_PORT, deployments/settings.py) and restarts the worker
@@ -30,8 +30,8 @@ import sys
 import time
 
 from deployments import settings
-from deployments.processes import http_ok, live_children, port_is_free, terminate_then_kill
-from deployments.stack import PREFECT
+from stack.local import PREFECT
+from stack.processes import http_ok, live_children, port_is_free, terminate_then_kill
 
 CHECK_EVERY_S = 5.0
 # A worker needs a few seconds to import Prefect and bind its endpoint.

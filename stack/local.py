@@ -1,9 +1,9 @@
 """The local self-hosted stack: Prefect server on embedded SQLite, the process pool, the
 deployments from prefect.yaml and one process worker.
 
-    python -m deployments.stack up      # what `make up` runs; a second `up` is harmless
-    python -m deployments.stack down    # stops exactly what `up` started, by recorded process id
-    python -m deployments.stack status
+    python -m stack up      # what `make up` runs; a second `up` is harmless
+    python -m stack down    # stops exactly what `up` started, by recorded process id
+    python -m stack status
 
 The tests start the same stack on a free port in a temporary directory.
 """
@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from deployments import settings
-from deployments.processes import ManagedProcess, http_get, http_ok, poll_until, port_is_free
+from stack.processes import ManagedProcess, http_get, http_ok, poll_until, port_is_free
 
 PREFECT = str(Path(sys.executable).with_name("prefect"))  # the venv's CLI
 
@@ -195,7 +195,7 @@ class LocalStack:
         return [PREFECT, "worker", "start", *self.worker_args(name)]
 
     def start_worker(self) -> None:
-        """The stack's own worker, run by deployments/worker_supervisor.py, which restarts it
+        """The stack's own worker, run by stack/worker_supervisor.py, which restarts it
         when it exits or its health endpoint (on loopback) stays unhealthy."""
         self.launch_worker()
         self.wait_for_worker()
@@ -203,7 +203,7 @@ class LocalStack:
     def launch_worker(self) -> None:
         if self.worker.is_running():
             return
-        supervised = [sys.executable, "-m", "deployments.worker_supervisor", *self.worker_args()]
+        supervised = [sys.executable, "-m", "stack.worker_supervisor", *self.worker_args()]
         env = {
             **self.worker_env,
             "PREFECT_WORKER_WEBSERVER_HOST": "127.0.0.1",
@@ -306,10 +306,6 @@ def main(argv: list[str]) -> int:
         worker_pid = stack.worker.pid
         print(f"worker: {f'running, pid {worker_pid}' if worker_pid else 'stopped'}")
     else:
-        print("usage: python -m deployments.stack up|down|status", file=sys.stderr)
+        print("usage: python -m stack up|down|status", file=sys.stderr)
         return 2
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
