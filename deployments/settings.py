@@ -73,9 +73,9 @@ def _pool_name_from_prefect_toml() -> str:
     return tomllib.loads(PREFECT_TOML.read_text())["deployments"]["default_work_pool_name"]
 
 
-def _variable(name: str, default, **constraints):
+def _variable(name: str, default):
     """A setting read from the environment variable `name`."""
-    return Field(default, validation_alias=name, **constraints)
+    return Field(default, validation_alias=name)
 
 
 # Settings that must be whole numbers, with their least allowed value.
@@ -91,7 +91,7 @@ _WHOLE_NUMBERS = {
     "soak_runs": 1,
     "soak_workers": 1,
 }
-# Switches: the value that turns each on (anything else but empty is refused).
+# Switches: the value that turns each on; 0, false or empty turn it off, anything else is refused.
 _SWITCHES = {"auth": "1", "bench_resume": "1"}
 
 
