@@ -1,4 +1,5 @@
-# The flows and deployment scripts on the official Prefect image, at the version in uv.lock.
+# The flows, the deployment scripts and the worker supervisor (stack/) on the official Prefect
+# image, at the version in uv.lock.
 FROM prefecthq/prefect:3.8.8-python3.11
 
 WORKDIR /opt/flows
@@ -16,6 +17,7 @@ RUN python -m pip install --no-cache-dir "uv==0.13.9" \
 COPY Dockerfile prefect.yaml prefect-docker.yaml prefect.toml ./
 COPY flows/ flows/
 COPY deployments/ deployments/
+COPY stack/ stack/
 
 # The code stays root's, read-only to the user that runs it. Its files then also match a clone
 # checked out by root, so the deploy-docker job's build of this copy finds every layer cached.

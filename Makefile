@@ -17,13 +17,13 @@ $(VENV)/.synced: uv.lock pyproject.toml | $(UV)
 	touch $@
 
 up: $(VENV)/.synced  ## server + pool + deployments + worker, on embedded SQLite
-	$(PY) -m deployments.stack up
+	$(PY) -m stack up
 
 down:  ## stop exactly what `make up` started
-	@if [ -x $(PY) ]; then $(PY) -m deployments.stack down; fi
+	@if [ -x $(PY) ]; then $(PY) -m stack down; fi
 
 status:
-	$(PY) -m deployments.stack status
+	$(PY) -m stack status
 
 # Against PREFECT_API_URL (and PREFECT_API_AUTH_STRING), like every Prefect client.
 # ARGS passes options through, e.g. `make plan ARGS=--json` or `make apply ARGS=--prune`.

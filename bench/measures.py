@@ -15,8 +15,9 @@ from prefect.exceptions import PrefectHTTPStatusError
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from deployments import settings
-from deployments.stack import PREFECT, LocalStack, wait_for
 from flows.squares import compute_squares, square_numbers
+from stack.local import PREFECT, LocalStack
+from stack.processes import poll_until
 
 SAY_HELLO = "say-hello/greeting-schedule"
 SQUARES = "compute-squares/compute-squares"
@@ -53,7 +54,7 @@ def _final_runs(client: SyncPrefectClient, flow_run_ids: list, timeout_s: float)
                 pending.discard(run_id)
         return not pending
 
-    wait_for(all_final, timeout_s, interval_s=0.2)
+    poll_until(all_final, timeout_s, interval_s=0.2)
     return [finished[run_id] for run_id in flow_run_ids if run_id in finished], pending
 
 

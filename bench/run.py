@@ -216,7 +216,12 @@ def resumable(previous: dict, results: dict) -> dict:
 
 
 def main() -> int:
-    size_name = os.environ.get("BENCH_SIZE", "full")
+    try:
+        config = settings.current()
+    except settings.SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    size_name = config.bench_size
     if size_name not in SIZES:
         print(f"BENCH_SIZE must be one of {', '.join(SIZES)}, not {size_name!r}", file=sys.stderr)
         return 2
@@ -232,7 +237,7 @@ def main() -> int:
         "size": {"name": size_name, **size},
         "machine": f"{os.cpu_count()} cores, {platform.python_version()}, {platform.machine()}",
     }
-    if os.environ.get("BENCH_RESUME") == "1" and json_path.exists():
+    if config.bench_resume and json_path.exists():
         kept = resumable(json.loads(json_path.read_text()), results)
         results.update(kept)
         print(f"BENCH_RESUME=1: keeping the measured {', '.join(kept) or 'nothing'}")

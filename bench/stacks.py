@@ -5,15 +5,15 @@ ones on PostgreSQL (a throwaway cluster) as the compose stack runs them."""
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 from deployments import settings
-from deployments.stack import LocalStack, free_port
-from tests.postgres import POSTGRES_INSTALL_HINT, PostgresCluster, postgres_binaries_found
+from stack.local import LocalStack
+from stack.postgres import POSTGRES_INSTALL_HINT, PostgresCluster, postgres_binaries_found
+from stack.processes import free_port, tree_cpu_seconds
 
 # The server logs every request at INFO (uvicorn's access log): that is how 503s are counted.
 ACCESS_LOG_ENV = {"PREFECT_SERVER_LOGGING_LEVEL": "INFO"}
@@ -23,7 +23,7 @@ LIVE_STACKS: set[LocalStack] = set()
 
 VARIANTS = {
     "default": settings.PREFECT_DEFAULTS_ENV,
-    "tuned": {},  # LocalStack applies settings.SERVER_ENV and settings.WORKER_ENV itself
+    "tuned": {},  # LocalStack applies the settings' server_env() and worker_env() itself
     "postgres": {},  # tuned, with the database of _database_env
 }
 
@@ -89,7 +89,7 @@ def count_503s(stack: LocalStack) -> int:
 def supervisor_decisions(stack: LocalStack) -> dict[str, int]:
     """How often the worker supervisor replaced the worker, and how often it kept an unhealthy
     worker because the server itself did not answer or the worker's flow runs still ran
-    (deployments/worker_supervisor.py)."""
+    (stack/worker_supervisor.py)."""
     lines = [
         line
         for line in stack.worker.log_path.read_text(errors="replace").splitlines()
@@ -104,26 +104,4 @@ def supervisor_decisions(stack: LocalStack) -> dict[str, int]:
 def stack_cpu_seconds(stack: LocalStack) -> float:
     """CPU seconds used so far by the stack's server and worker supervisor, their live
     descendants (worker, flow-run processes) and the children they have already reaped."""
-    roots = {pid for pid in (stack.server.pid, stack.worker.pid) if pid is not None}
-    parents: dict[int, int] = {}
-    times: dict[int, float] = {}
-    tick = os.sysconf("SC_CLK_TCK")
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue  # ended while we looked
-        parents[int(entry.name)] = int(fields[1])
-        # utime, stime, cutime, cstime (fields 14-17 of /proc/<pid>/stat)
-        times[int(entry.name)] = sum(int(value) for value in fields[11:15]) / tick
-
-    def counted(pid: int) -> bool:
-        while pid > 1:
-            if pid in roots:
-                return True
-            pid = parents.get(pid, 0)
-        return False
-
-    return sum(seconds for pid, seconds in times.items() if counted(pid))
+    return tree_cpu_seconds(*(pid for pid in (stack.server.pid, stack.worker.pid) if pid))

@@ -25,7 +25,7 @@ import httpx
 from deployments import settings
 from deployments.apply import ApplyError, apply, plan
 from deployments.check import check_spec
-from deployments.image_tag import IMAGE_TAG_ENV, image_tag
+from deployments.image_tag import image_tag
 from deployments.plan import render
 from deployments.pool import PoolConflict
 from deployments.spec import SpecError
@@ -82,12 +82,14 @@ def _run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
-    # The image tag prefect-docker.yaml builds, pushes and names in its job variables: derived
-    # from the code here, so that plan and the deploy it runs agree on it.
-    os.environ.setdefault(IMAGE_TAG_ENV, image_tag())
     try:
+        # The image tag prefect-docker.yaml builds, pushes and names in its job variables:
+        # derived from the code here, so that plan and the deploy it runs (a child process,
+        # which reads it from the environment) agree on it.
+        if settings.current().image_tag is None:
+            os.environ[settings.IMAGE_TAG_ENV] = image_tag()
         return _run(args)
-    except (SpecError, PoolConflict, ApplyError) as exc:
+    except (SpecError, PoolConflict, ApplyError, settings.SettingsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except httpx.HTTPStatusError as exc:  # e.g. 401: missing or wrong PREFECT_API_AUTH_STRING

@@ -114,6 +114,7 @@ async def apply(
 ) -> tuple[Plan, list[str]]:
     """Apply prefect.yaml; return the plan it started from and what it did, step by step."""
     check_spec(path)
+    pool_limit = settings.current().pool_concurrency_limit
     async with get_client() as client:
         declared, before = await _plan(client, path, prune)
         if before.conflicts and not adopt:
@@ -124,7 +125,7 @@ async def apply(
                 "the server, or run `python -m deployments apply --adopt` to take it over."
             )
         done = [
-            f"work pool {name} {await ensure_pool(name, pool_type=pool_type)}"
+            f"work pool {name} {await ensure_pool(name, pool_limit, pool_type)}"
             for name, pool_type in sorted(declared.pools.items())
         ]
         if any(c.kind == DEPLOYMENT and c.action != "delete" for c in before.changes):

@@ -27,13 +27,15 @@ ZOMBIE_AUTOMATION_NAME = "crash-zombie-flow-runs"
 def zombie_flow_runs(owner_tag: str) -> AutomationCore:
     """Prefect's documented zombie detection for self-hosted servers: a flow run that stops
     sending heartbeats (its process or machine died) without reaching a final state is marked
-    CRASHED, so it cannot stay RUNNING forever."""
+    CRASHED, so it cannot stay RUNNING forever. The window follows the heartbeat setting, which
+    the worker's flow-run processes read from the same variable."""
+    config = settings.current()
     return AutomationCore(
         name=ZOMBIE_AUTOMATION_NAME,
         tags=[owner_tag],
         description=(
-            f"Mark a flow run CRASHED when it sends no heartbeat for {settings.ZOMBIE_AFTER_S} s "
-            f"(heartbeats every {settings.FLOW_HEARTBEAT_S} s)."
+            f"Mark a flow run CRASHED when it sends no heartbeat for {config.zombie_after_s} s "
+            f"(heartbeats every {config.flow_heartbeat_seconds} s)."
         ),
         trigger=EventTrigger(
             after={"prefect.flow-run.heartbeat"},
@@ -48,13 +50,13 @@ def zombie_flow_runs(owner_tag: str) -> AutomationCore:
             for_each={"prefect.resource.id"},
             posture=Posture.Proactive,
             threshold=1,
-            within=timedelta(seconds=settings.ZOMBIE_AFTER_S),
+            within=timedelta(seconds=config.zombie_after_s),
         ),
         actions=[
             ChangeFlowRunState(
                 state=StateType.CRASHED,
                 message=(
-                    f"No heartbeat for {settings.ZOMBIE_AFTER_S} s: the flow-run process or its "
+                    f"No heartbeat for {config.zombie_after_s} s: the flow-run process or its "
                     "machine stopped without reporting a final state."
                 ),
             )

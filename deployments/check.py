@@ -92,12 +92,13 @@ async def check_pool(name: str) -> None:
 def main(argv: list[str]) -> int:
     path = Path(argv[0]) if argv else settings.PREFECT_YAML
     try:
+        pool_name = settings.current().work_pool_name
         names = check_spec(path)
-        asyncio.run(check_pool(settings.WORK_POOL_NAME))
-    except SpecError as exc:
+        asyncio.run(check_pool(pool_name))
+    except (SpecError, settings.SettingsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    print(f"{path.name} OK: {', '.join(names)} on pool {settings.WORK_POOL_NAME!r}")
+    print(f"{path.name} OK: {', '.join(names)} on pool {pool_name!r}")
     return 0
 
 

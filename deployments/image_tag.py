@@ -4,8 +4,8 @@ never is `latest`.
 
     python -m deployments.image_tag      # prints e.g. 0.1.0-3f2a9c1d8e7b
 
-`python -m deployments plan/apply` export it as FLOW_IMAGE_TAG, which prefect-docker.yaml's build
-step and job variables use.
+`python -m deployments plan/apply` export it as FLOW_IMAGE_TAG (settings.IMAGE_TAG_ENV), which
+prefect-docker.yaml's build step and job variables use.
 """
 
 from __future__ import annotations
@@ -17,8 +17,6 @@ from pathlib import Path
 
 from deployments import settings
 
-IMAGE_TAG_ENV = "FLOW_IMAGE_TAG"
-
 # What the Dockerfile copies into the image, and the Dockerfile itself.
 IMAGE_INPUTS = (
     "Dockerfile",
@@ -29,6 +27,7 @@ IMAGE_INPUTS = (
     "prefect.toml",
     "flows",
     "deployments",
+    "stack",
 )
 
 

@@ -3,8 +3,9 @@ prefect-docker.yaml.
 
     python -m deployments.pool [POOL_NAME]     # the process pool
 
-Uses PREFECT_API_URL like every Prefect client. A pool of the same name but another type is
-reported and left untouched.
+Uses PREFECT_API_URL like every Prefect client. The name defaults to the repository's pool
+(prefect.toml), the concurrency limit to POOL_CONCURRENCY_LIMIT (deployments/settings.py). A pool
+of the same name but another type is reported and left untouched.
 """
 
 from __future__ import annotations
@@ -38,9 +39,7 @@ class PoolConflict(RuntimeError):
 
 
 async def ensure_pool(
-    name: str = settings.WORK_POOL_NAME,
-    concurrency_limit: int | None = settings.POOL_CONCURRENCY_LIMIT,
-    pool_type: str = settings.WORK_POOL_TYPE,
+    name: str, concurrency_limit: int | None = None, pool_type: str = settings.WORK_POOL_TYPE
 ) -> str:
     """Create the pool, or bring an existing pool of that type in line. Returns 'created' or
     'updated'. Without a `concurrency_limit` an existing pool keeps the one it has."""
@@ -75,9 +74,14 @@ async def ensure_pool(
 
 
 def main(argv: list[str]) -> int:
-    name = argv[0] if argv else settings.WORK_POOL_NAME
     try:
-        outcome = asyncio.run(ensure_pool(name))
+        config = settings.current()
+    except settings.SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    name = argv[0] if argv else config.work_pool_name
+    try:
+        outcome = asyncio.run(ensure_pool(name, config.pool_concurrency_limit))
     except PoolConflict as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -75,8 +75,10 @@ def _schedules(spec: DeploymentSpec, action: type[ScheduleAction]) -> list[Sched
     ]
 
 
-async def register_all(pool_name: str = settings.WORK_POOL_NAME) -> dict[str, UUID]:
-    """Register every deployment in prefect.yaml on `pool_name`; return their ids by name."""
+async def register_all(pool_name: str | None = None) -> dict[str, UUID]:
+    """Register every deployment in prefect.yaml on `pool_name` (default: the repository's
+    pool); return their ids by name."""
+    pool_name = pool_name or settings.current().work_pool_name
     specs = load_deployments()
     steps = pull_steps()
     async with get_client() as client:
@@ -85,10 +87,10 @@ async def register_all(pool_name: str = settings.WORK_POOL_NAME) -> dict[str, UU
 
 
 def main(argv: list[str]) -> int:
-    pool_name = argv[0] if argv else settings.WORK_POOL_NAME
     try:
+        pool_name = argv[0] if argv else settings.current().work_pool_name
         ids = asyncio.run(register_all(pool_name))
-    except SpecError as exc:
+    except (SpecError, settings.SettingsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     for name, deployment_id in ids.items():

@@ -1,50 +1,50 @@
-"""The single source of truth for names, ports, paths and worker tuning.
+"""The repository's settings: one typed object, the only reader of the environment and of
+prefect.toml for them.
 
-Every entry point (the stack runner behind `make up`, the pool and registration scripts, the
-tests) reads these values; prefect.yaml gets the pool name from prefect.toml, which this
-module reads too.
+    from deployments import settings
+
+    config = settings.current()   # raises SettingsError naming the variable at fault
+    config.worker_limit, config.work_pool_name, config.worker_env()
+
+Every entry point (the stack behind `make up`, the worker supervisor, the pool and registration
+scripts, the deploy CLI, the bench and the tests) takes its values from `current()`. Each setting
+has one environment variable and one default. Where Prefect itself reads the variable (the worker's
+polling, its health port, the heartbeat, the server's slot wait), it is Prefect's own name, so the
+worker and this repository cannot disagree; the default is this repository's tuned value.
+docker-compose.yml interpolates the same names with the same defaults, as `${NAME:-default}`
+(tests/compose/test_compose_file.py holds the two equal).
+
+Module-level names are constants, not settings: paths, the pool type, Prefect's own defaults for
+the bench, and timeouts.
 """
 
 from __future__ import annotations
 
-import os
 import tomllib
 from pathlib import Path
 
-
-def _whole_number_env(name: str, default: int | None) -> int | None:
-    raw = os.environ.get(name, "").strip()
-    if not raw:
-        return default
-    if not raw.isdigit() or int(raw) < 1:
-        raise ValueError(f"{name} must be a whole number of at least 1, not {raw!r}")
-    return int(raw)
-
+from pydantic import Field, ValidationError, ValidationInfo, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PREFECT_YAML = REPO_ROOT / "prefect.yaml"
 PREFECT_TOML = REPO_ROOT / "prefect.toml"
 
-# Git-ignored: PREFECT_HOME with the embedded SQLite database, logs and process ids of `make up`.
-LOCAL_STATE_DIR = Path(os.environ.get("LOCAL_STATE_DIR", REPO_ROOT / ".prefect-local"))
-
 # The same environment variable Prefect's own `deploy` reads, so one override moves everything.
 POOL_NAME_ENV = "PREFECT_DEPLOYMENTS_DEFAULT_WORK_POOL_NAME"
-WORK_POOL_NAME = (
-    os.environ.get(POOL_NAME_ENV)
-    or tomllib.loads(PREFECT_TOML.read_text())["deployments"]["default_work_pool_name"]
-)
 WORK_POOL_TYPE = "process"
-
-SERVER_HOST = os.environ.get("PREFECT_SERVER_API_HOST", "127.0.0.1")
-SERVER_PORT = int(os.environ.get("PREFECT_SERVER_API_PORT", "4200"))
 
 # Where the worker finds the flow code: prefect.yaml's pull step changes into this directory at
 # run time, so neither the deploying machine's path nor the worker's start directory matters.
+# Only the stack sets it, for its worker; prefect.yaml reads it.
 FLOW_CODE_DIR_ENV = "FLOW_CODE_DIR"
 
 # `PREFECT_AUTH=1 make up` turns on basic auth for the local stack as in docker-compose.yml.
 AUTH_ENV = "PREFECT_AUTH"
+POOL_CONCURRENCY_LIMIT_ENV = "POOL_CONCURRENCY_LIMIT"
+HEALTH_PORT_ENV = "PREFECT_WORKER_WEBSERVER_PORT"  # Prefect's own: the worker reads it too
+# The flow image's tag (deployments/image_tag.py), exported for prefect-docker.yaml.
+IMAGE_TAG_ENV = "FLOW_IMAGE_TAG"
 
 # Nothing may call out: the SDK honours DO_NOT_TRACK, the server its analytics setting.
 NO_TELEMETRY_ENV = {
@@ -53,48 +53,184 @@ NO_TELEMETRY_ENV = {
     "PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT": "false",
 }
 
-# Zombie detection (deployments/automations.py). Every flow-run process sends a heartbeat event
-# this often (Prefect's minimum is 30 s, its default 180 s); a run that sends none for
-# ZOMBIE_AFTER_S, three missed heartbeats so one late beat is not a crash, is marked CRASHED.
-FLOW_HEARTBEAT_S = 30
-ZOMBIE_AFTER_S = 3 * FLOW_HEARTBEAT_S
-
-# Server tuning. A run held back by a deployment concurrency limit (collision strategy ENQUEUE)
-# is rescheduled this far ahead; Prefect's default of 30 s leaves a freed slot idle for up to 30 s.
-SERVER_ENV = {
-    "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": "5",
-}
-
-# Worker tuning. Prefect's default polls every 10 s; 2 s keeps pickup fast without making the
-# embedded SQLite server busy. The flow-run processes inherit the worker's environment, so the
-# heartbeat setting goes here too.
-WORKER_ENV = {
-    "PREFECT_WORKER_QUERY_SECONDS": "2",
-    "PREFECT_WORKER_PREFETCH_SECONDS": "10",
-    "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(FLOW_HEARTBEAT_S),
-}
-
-# Prefect's own values of the settings above, for `make bench` to compare against.
+# Prefect's own values of the tuned settings, for `make bench` to compare against.
 PREFECT_DEFAULTS_ENV = {
     "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": "30",
     "PREFECT_WORKER_QUERY_SECONDS": "10",
     "PREFECT_WORKER_PREFETCH_SECONDS": "10",
 }
 
-# How many flow runs one worker runs at once. Prefect's default is no limit: a worker then takes
-# every scheduled run it sees, leaving none to the pool's other workers, and a burst makes a small
-# machine thrash. Each run is a process of its own (importing Prefect alone takes 2.5 s of CPU).
-WORKER_LIMIT = _whole_number_env("WORKER_LIMIT", 4)
-
-# Optional: at most this many runs at once across the whole pool, whatever the number of workers.
-# Unset, the pool has no limit; `python -m deployments.pool` applies it.
-POOL_CONCURRENCY_LIMIT_ENV = "POOL_CONCURRENCY_LIMIT"
-POOL_CONCURRENCY_LIMIT = _whole_number_env(POOL_CONCURRENCY_LIMIT_ENV, None)
-
-# The worker's health endpoint (Prefect's `--with-healthcheck`), on loopback, polled by
-# deployments/worker_supervisor.py, which restarts a worker that stays unhealthy.
-WORKER_HEALTH_PORT = _whole_number_env("WORKER_HEALTH_PORT", 4201)
-
 # How long `make up` and the tests wait for a process to become healthy or to stop.
 STARTUP_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 15.0
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value the repository cannot use; the message names it."""
+
+
+def _pool_name_from_prefect_toml() -> str:
+    return tomllib.loads(PREFECT_TOML.read_text())["deployments"]["default_work_pool_name"]
+
+
+def _variable(name: str, default):
+    """A setting read from the environment variable `name`."""
+    return Field(default, validation_alias=name)
+
+
+# Settings that must be whole numbers, with their least allowed value.
+_WHOLE_NUMBERS = {
+    "server_port": 1,
+    "worker_limit": 1,
+    "pool_concurrency_limit": 1,
+    "worker_health_port": 1,
+    "worker_query_seconds": 1,
+    "worker_prefetch_seconds": 1,
+    "flow_heartbeat_seconds": 30,  # Prefect's minimum
+    "slot_wait_seconds": 1,
+    "soak_runs": 1,
+    "soak_workers": 1,
+}
+# Switches: the value that turns each on; 0, false or empty turn it off, anything else is refused.
+_SWITCHES = {"auth": "1", "bench_resume": "1"}
+
+
+class Settings(BaseSettings):
+    """Everything the environment may change, each under one variable with one default."""
+
+    # An empty variable counts as unset (compose passes `POOL_CONCURRENCY_LIMIT=` through).
+    model_config = SettingsConfigDict(env_ignore_empty=True, extra="ignore", frozen=True)
+
+    # Git-ignored: PREFECT_HOME with the embedded SQLite database, logs and pids of `make up`.
+    local_state_dir: Path = _variable("LOCAL_STATE_DIR", REPO_ROOT / ".prefect-local")
+    # Defined in prefect.toml, which `prefect deploy` reads too.
+    work_pool_name: str = Field(
+        default_factory=_pool_name_from_prefect_toml, validation_alias=POOL_NAME_ENV
+    )
+    server_host: str = _variable("PREFECT_SERVER_API_HOST", "127.0.0.1")
+    server_port: int = _variable("PREFECT_SERVER_API_PORT", 4200)
+    auth: bool = _variable(AUTH_ENV, False)
+
+    # How many flow runs one worker runs at once. Prefect's default is no limit: a worker then
+    # takes every scheduled run it sees, leaving none to the pool's other workers, and a burst
+    # makes a small machine thrash. Each run is a process of its own (importing Prefect alone
+    # takes 2.5 s of CPU).
+    worker_limit: int = _variable("WORKER_LIMIT", 4)
+    # Optional: at most this many runs at once across the whole pool, whatever the number of
+    # workers. Unset, the pool has no limit (an existing pool keeps its own); deployments/pool.py
+    # applies it.
+    pool_concurrency_limit: int | None = _variable(POOL_CONCURRENCY_LIMIT_ENV, None)
+    # The worker's health endpoint (Prefect's `--with-healthcheck`), polled by
+    # stack/worker_supervisor.py, which restarts a worker that stays unhealthy.
+    worker_health_port: int = _variable(HEALTH_PORT_ENV, 4201)
+    # Prefect's default polls every 10 s; 2 s keeps pickup fast without making the embedded
+    # SQLite server busy.
+    worker_query_seconds: int = _variable("PREFECT_WORKER_QUERY_SECONDS", 2)
+    worker_prefetch_seconds: int = _variable("PREFECT_WORKER_PREFETCH_SECONDS", 10)
+    # Zombie detection (deployments/automations.py): every flow-run process sends a heartbeat
+    # event this often (Prefect's minimum is 30 s, its default 180 s).
+    flow_heartbeat_seconds: int = _variable("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", 30)
+    # A run held back by a deployment concurrency limit (collision strategy ENQUEUE) is
+    # rescheduled this far ahead; Prefect's 30 s leaves a freed slot idle for up to 30 s.
+    slot_wait_seconds: int = _variable(
+        "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS", 5
+    )
+
+    # What clients and the worker supervisor reach the server by; unset for `make up`, which
+    # sets it for each process it starts.
+    api_url: str | None = _variable("PREFECT_API_URL", None)
+    # Set by `python -m deployments plan/apply` when unset (deployments/image_tag.py).
+    image_tag: str | None = _variable(IMAGE_TAG_ENV, None)
+
+    # `make bench` (bench/run.py): "full" or "tiny"; BENCH_RESUME=1 keeps finished stacks.
+    bench_size: str = _variable("BENCH_SIZE", "full")
+    bench_resume: bool = _variable("BENCH_RESUME", False)
+    # Test harness: CI=true turns a missing test prerequisite from a skip into a failure;
+    # the exactly-once test's size.
+    ci: bool = _variable("CI", False)  # set by CI systems, so anything but "true" means off
+    soak_runs: int = _variable("SOAK_RUNS", 12)
+    soak_workers: int = _variable("SOAK_WORKERS", 2)
+
+    @field_validator(*_WHOLE_NUMBERS, mode="before")
+    @classmethod
+    def _whole_number(cls, raw, info: ValidationInfo):
+        if raw is None or isinstance(raw, int):
+            return raw
+        least = _WHOLE_NUMBERS[info.field_name]
+        text = str(raw).strip()
+        if not text:  # blanks count as unset, as an empty variable does
+            return Settings.model_fields[info.field_name].default
+        if not text.isdigit() or int(text) < least:
+            raise ValueError(
+                f"{variable_name(info.field_name)} must be a whole number of at least {least}, "
+                f"not {raw!r}"
+            )
+        return int(text)
+
+    @field_validator(*_SWITCHES, mode="before")
+    @classmethod
+    def _switch(cls, raw, info: ValidationInfo):
+        if isinstance(raw, bool):
+            return raw
+        on = _SWITCHES[info.field_name]
+        if str(raw).strip() not in (on, "", "0", "false"):
+            raise ValueError(
+                f"{variable_name(info.field_name)} must be {on} (on) or 0 (off), not {raw!r}"
+            )
+        return str(raw).strip() == on
+
+    @field_validator("ci", mode="before")
+    @classmethod
+    def _ci(cls, raw):
+        return raw if isinstance(raw, bool) else str(raw).strip() == "true"
+
+    @property
+    def zombie_after_s(self) -> int:
+        """A run that sends no heartbeat for this long is marked CRASHED: three missed
+        heartbeats, so one late beat is not a crash."""
+        return 3 * self.flow_heartbeat_seconds
+
+    def server_env(self) -> dict[str, str]:
+        """The tuned server settings, as the server's environment."""
+        return {
+            "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": str(self.slot_wait_seconds)
+        }
+
+    def worker_env(self) -> dict[str, str]:
+        """The tuned worker settings, as the worker's environment. The flow-run processes
+        inherit the worker's environment, so the heartbeat setting goes here too."""
+        return {
+            "PREFECT_WORKER_QUERY_SECONDS": str(self.worker_query_seconds),
+            "PREFECT_WORKER_PREFETCH_SECONDS": str(self.worker_prefetch_seconds),
+            "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(self.flow_heartbeat_seconds),
+        }
+
+
+def variable_name(field_name: str) -> str:
+    """The environment variable of a setting."""
+    return Settings.model_fields[field_name].validation_alias
+
+
+def defaults() -> dict[str, str]:
+    """Every setting's variable and its default as text, as docker-compose.yml would spell it
+    (settings without a default, such as the pool name from prefect.toml, are left out)."""
+    return {
+        variable_name(name): "" if field.default is None else str(field.default)
+        for name, field in Settings.model_fields.items()
+        if field.default_factory is None and not isinstance(field.default, bool)
+    }
+
+
+def current() -> Settings:
+    """The settings as the environment and prefect.toml say now."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        raise SettingsError("; ".join(_message(error) for error in exc.errors())) from None
+
+
+def _message(error) -> str:
+    if error["type"] == "value_error":
+        return str(error["ctx"]["error"])
+    where = ".".join(str(part) for part in error["loc"])
+    return f"{where}: {error['msg']}, not {error.get('input')!r}"

@@ -145,6 +145,7 @@ def load_deployments(
 ) -> list[DeploymentSpec]:
     """The deployments of `path`, or `items` in its place (the same entries, already resolved
     against the server by `resolve_deployments`)."""
+    default_pool = settings.current().work_pool_name
     specs = []
     for index, item in enumerate(load_raw(path)["deployments"] if items is None else items):
         where = f"{path.name}: deployments[{index}]"
@@ -163,7 +164,7 @@ def load_deployments(
                     parameters=dict(item.get("parameters") or {}),
                     enforce_parameter_schema=bool(item.get("enforce_parameter_schema", True)),
                     job_variables=dict(work_pool.get("job_variables") or {}),
-                    work_pool_name=work_pool.get("name") or settings.WORK_POOL_NAME,
+                    work_pool_name=work_pool.get("name") or default_pool,
                     schedules=[
                         _schedule(f"{where}.schedules[{i}]", schedule)
                         for i, schedule in enumerate(item.get("schedules") or [])

@@ -4,7 +4,6 @@ temporary directory, started the same way `make up` starts it."""
 
 from __future__ import annotations
 
-import time
 import uuid
 import weakref
 from collections.abc import Callable, Iterator
@@ -22,8 +21,10 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import Artifact, StateType, TaskRun
 from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
-from deployments.stack import LocalStack, free_port
-from tests.postgres import PostgresCluster, require_postgres_binaries
+from stack.local import LocalStack
+from stack.postgres import PostgresCluster
+from stack.processes import free_port, poll_until
+from tests.requirements import require_postgres_binaries
 from tests.stack_logs import assert_stack_logs_clean
 
 T = TypeVar("T")
@@ -31,14 +32,10 @@ T = TypeVar("T")
 
 def wait_until(check: Callable[[], T], timeout_s: float, what: str, interval_s: float = 0.5) -> T:
     """Poll `check()` until it returns something truthy; fail the test naming `what` otherwise."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() >= deadline:
-            pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what}")
-        time.sleep(interval_s)
+    result = poll_until(check, timeout_s, interval_s)
+    if not result:
+        pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what}")
+    return result
 
 
 def unique(prefix: str) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from deployments.stack import LocalStack
+from stack.local import LocalStack
 from tests.reports import report
 
 # One log record: from its "HH:MM:SS.fff | LEVEL" line to the next one.

@@ -13,7 +13,8 @@ import pytest
 from bench.run import RESULTS_DIR, SIZES
 from bench.stacks import VARIANTS
 from deployments import settings
-from tests.postgres import require_postgres_binaries
+from stack.processes import terminate_then_kill
+from tests.requirements import require_postgres_binaries
 
 pytestmark = pytest.mark.e2e
 
@@ -33,12 +34,7 @@ def run_bench(size: str, timeout_s: float, **env: str) -> subprocess.CompletedPr
         stdout, stderr = bench.communicate(timeout=timeout_s)
     finally:
         if bench.poll() is None:
-            bench.terminate()
-            try:
-                bench.communicate(timeout=settings.STOP_TIMEOUT_S * 4)
-            except subprocess.TimeoutExpired:
-                bench.kill()
-                bench.communicate()
+            terminate_then_kill(bench, settings.STOP_TIMEOUT_S * 4)
     return subprocess.CompletedProcess(bench.args, bench.returncode, stdout, stderr)
 
 

@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import Browser, expect, sync_playwright
 
 from deployments.settings import REPO_ROOT
-from deployments.stack import LocalStack
+from stack.local import LocalStack
 from tests.browser.ui import PrefectUi
 from tests.requirements import require
 

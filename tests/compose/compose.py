@@ -30,7 +30,7 @@ def require_compose() -> str:
     binary = shutil.which("docker-compose")
     if binary:
         return binary
-    if os.environ.get("CI") == "true":
+    if settings.current().ci:
         pytest.fail("CI=true but docker-compose is not installed (.ci/run installs it)")
     pytest.skip("docker-compose is not installed (apt-get install docker-compose)")
 
@@ -70,7 +70,9 @@ class NativeRewrites:
             # the compose network's host names and the containers' fixed ports
             "http://prefect-server:4200": f"http://127.0.0.1:{server_port}",
             "http://127.0.0.1:4200": f"http://127.0.0.1:{server_port}",
-            "http://127.0.0.1:8080": f"http://127.0.0.1:{worker_port}",
+            f"http://127.0.0.1:{settings.current().worker_health_port}": (
+                f"http://127.0.0.1:{worker_port}"
+            ),
         }
         self.env_overrides = {
             "PREFECT_SERVER_DATABASE_HOST": "127.0.0.1",

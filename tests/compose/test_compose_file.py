@@ -77,13 +77,30 @@ def test_every_variable_has_a_default_or_a_guard() -> None:
         assert modifier, f"${{{name}}} has neither a :-default nor a :? guard"
 
 
+# The tuned settings that Prefect reads under the same names: taken from the shell, not .env.
+PREFECT_NAMED = {name for name in settings.defaults() if name.startswith("PREFECT_")}
+# Each tuned value the compose file takes from deployments/settings.py.
+TUNED = {
+    "WORKER_LIMIT",
+    "POOL_CONCURRENCY_LIMIT",
+    "PREFECT_WORKER_QUERY_SECONDS",
+    "PREFECT_WORKER_PREFETCH_SECONDS",
+    "PREFECT_FLOWS_HEARTBEAT_FREQUENCY",
+    "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS",
+    "PREFECT_WORKER_WEBSERVER_PORT",
+}
+
+
 def test_env_example_lists_every_variable_and_no_secret_values() -> None:
+    text = ENV_EXAMPLE.read_text()
     example = dict(
-        line.split("=", 1)
-        for line in ENV_EXAMPLE.read_text().splitlines()
-        if line and not line.startswith("#")
+        line.split("=", 1) for line in text.splitlines() if line and not line.startswith("#")
     )
-    assert set(re.findall(r"\$\{(\w+)", RAW)) - COMPOSE_OWN == set(example)
+    variables = set(re.findall(r"\$\{(\w+)", RAW)) - COMPOSE_OWN
+    assert variables - PREFECT_NAMED == set(example)
+    # The Prefect-named ones are documented, with their defaults, in comments.
+    for name in variables & PREFECT_NAMED:
+        assert f"{name}={settings.defaults()[name]}" in text, name
     assert all(example[name] == "" for name in SECRETS), "no secret values are committed"
     # Prefect reads a .env in its working directory: PREFECT_ keys would leak into `make up`.
     assert not [key for key in example if key.startswith("PREFECT_")]
@@ -104,20 +121,41 @@ def test_image_follows_the_locked_prefect_version(services) -> None:
 
 
 def test_worker_and_deploy_use_the_repository_pool_name(services) -> None:
-    assert f"--pool {settings.WORK_POOL_NAME} " in services["worker"]["command"]
+    pool_name = settings.current().work_pool_name
+    assert f"--pool {pool_name} " in services["worker"]["command"]
     for name in ("worker", "deploy"):
         env = services[name]["environment"]
-        assert env[settings.POOL_NAME_ENV] == settings.WORK_POOL_NAME
+        assert env[settings.POOL_NAME_ENV] == pool_name
+
+
+def test_compose_defaults_are_the_settings_defaults() -> None:
+    """Every tuned value is `${NAME:-default}` with the setting's own name and default."""
+    interpolated = re.findall(r"\$\{(\w+):-([^}]*)\}", RAW)
+    assert not TUNED - {name for name, _ in interpolated}, "each tuned value interpolated"
+    defaults = settings.defaults()
+    for name, default in interpolated:
+        if name in defaults:
+            assert default == defaults[name], f"${{{name}:-{default}}}, not {defaults[name]!r}"
+    # The pool's name has no PREFECT_ prefix in .env (see there); its default is prefect.toml's.
+    pool_name = tomllib.loads(settings.PREFECT_TOML.read_text())["deployments"]
+    assert ("WORK_POOL_NAME", pool_name["default_work_pool_name"]) in interpolated
 
 
 def test_worker_uses_the_tuned_settings(services) -> None:
+    config = settings.current()  # what the compose file interpolated is read from the same names
     env = services["worker"]["environment"]
-    assert {key: env[key] for key in settings.WORKER_ENV} == settings.WORKER_ENV
+    assert {key: env[key] for key in config.worker_env()} == config.worker_env()
+    assert env[settings.HEALTH_PORT_ENV] == str(config.worker_health_port)
+    healthcheck = " ".join(services["worker"]["healthcheck"]["test"])
+    assert f"http://127.0.0.1:{config.worker_health_port}/health" in healthcheck
     command = services["worker"]["command"]
-    assert command.startswith("python -m deployments.worker_supervisor "), "supervised"
-    assert command.endswith(f" --limit {settings.WORKER_LIMIT}")
+    assert command.startswith("python -m stack.worker_supervisor "), "supervised"
+    assert command.endswith(f" --limit {config.worker_limit}")
     server = services["prefect-server"]["environment"]
-    assert {key: server[key] for key in settings.SERVER_ENV} == settings.SERVER_ENV
+    assert {key: server[key] for key in config.server_env()} == config.server_env()
+    # deploy sizes the zombie automation from the heartbeat the workers' runs send.
+    heartbeat = "PREFECT_FLOWS_HEARTBEAT_FREQUENCY"
+    assert services["deploy"]["environment"][heartbeat] == env[heartbeat]
     assert services["deploy"]["environment"][settings.POOL_CONCURRENCY_LIMIT_ENV] == ""
     assert services["worker"]["restart"] == "unless-stopped"
 

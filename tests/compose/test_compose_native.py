@@ -15,11 +15,11 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 from prefect.client.schemas.objects import StateType
 
 from deployments import settings
-from deployments.processes import ManagedProcess
-from deployments.stack import free_port
+from stack.postgres import PostgresCluster
+from stack.processes import ManagedProcess, free_port
 from tests.compose.compose import NativeRewrites, resolved_services, write_env_file
 from tests.live_stack import run_deployment_and_wait, unique, wait_until
-from tests.postgres import PostgresCluster, require_postgres_binaries
+from tests.requirements import require_postgres_binaries
 
 pytestmark = pytest.mark.e2e
 
@@ -133,8 +133,8 @@ def test_runs_complete_through_the_compose_worker_with_task_runs(compose_api) ->
 def test_deploy_service_registered_both_deployments_on_the_pool(compose_api) -> None:
     names = {d.name: d.work_pool_name for d in compose_api.read_deployments()}
     assert names == {
-        "compute-squares": settings.WORK_POOL_NAME,
-        "greeting-schedule": settings.WORK_POOL_NAME,
+        "compute-squares": settings.current().work_pool_name,
+        "greeting-schedule": settings.current().work_pool_name,
     }
 
 

@@ -28,7 +28,7 @@ from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
 from deployments import settings
-from deployments.stack import free_port
+from stack.processes import free_port
 from tests.compose.compose import COMPOSE_FILE, ENV_EXAMPLE, write_env_file
 from tests.live_stack import unique, wait_until
 
@@ -53,7 +53,7 @@ def require_engine() -> None:
     if not problems:
         return
     reason = f"{'; '.join(problems)}: run scripts/install-docker (make containers does)"
-    if os.environ.get("CI") == "true":
+    if settings.current().ci:
         pytest.fail(f"CI=true but {reason}")
     pytest.skip(reason)
 

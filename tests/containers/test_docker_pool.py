@@ -26,7 +26,7 @@ from prefect.utilities.callables import parameter_schema
 
 from deployments import settings
 from deployments.image_tag import image_tag
-from deployments.stack import free_port
+from stack.processes import free_port
 from tests.containers.engine import ComposeProject, docker, running_stack
 from tests.live_stack import (
     run_deployment_and_wait,

@@ -65,8 +65,8 @@ def test_up_wait_leaves_every_service_healthy_and_the_one_shots_exited_0(stack) 
 def test_deploy_registered_both_deployments_on_the_pool(api) -> None:
     names = {d.name: d.work_pool_name for d in api.read_deployments()}
     assert names == {
-        "compute-squares": settings.WORK_POOL_NAME,
-        "greeting-schedule": settings.WORK_POOL_NAME,
+        "compute-squares": settings.current().work_pool_name,
+        "greeting-schedule": settings.current().work_pool_name,
     }
 
 

@@ -11,8 +11,7 @@ import httpx
 import pytest
 
 from deployments import settings
-from deployments.processes import ManagedProcess, process_is_running
-from deployments.stack import free_port
+from stack.processes import ManagedProcess, free_port, process_is_running
 from tests.live_stack import unique
 
 pytestmark = pytest.mark.e2e
@@ -34,7 +33,7 @@ def user_env(tmp_path) -> dict[str, str]:
         **os.environ,
         "LOCAL_STATE_DIR": str(tmp_path / "state"),
         "PREFECT_SERVER_API_PORT": str(free_port()),
-        "WORKER_HEALTH_PORT": str(free_port()),
+        settings.HEALTH_PORT_ENV: str(free_port()),
         settings.POOL_NAME_ENV: unique("make-up-pool"),
     }
 

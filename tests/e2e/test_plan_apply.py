@@ -19,7 +19,7 @@ from prefect.states import Running
 
 from deployments import settings
 from deployments.spec import owner_tag
-from deployments.stack import LocalStack
+from stack.local import LocalStack
 from tests.live_stack import new_stack, stack_client, unique, wait_until
 
 pytestmark = pytest.mark.e2e

@@ -15,7 +15,7 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import StateType
 
 from deployments.spec import load_deployments
-from deployments.stack import PREFECT, LocalStack
+from stack.local import PREFECT, LocalStack
 from tests.live_stack import new_stack, stack_client, wait_until
 
 pytestmark = pytest.mark.e2e

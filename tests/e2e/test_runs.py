@@ -11,7 +11,7 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.objects import StateType
 
-from deployments.stack import PREFECT
+from stack.local import PREFECT
 from tests.live_stack import (
     run_artifacts,
     run_deployment_and_wait,

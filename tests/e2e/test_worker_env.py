@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from deployments import settings
-from deployments.processes import ManagedProcess
-from deployments.stack import LocalStack
+from stack.local import LocalStack
+from stack.processes import ManagedProcess
 from tests.live_stack import (
     new_stack,
     run_deployment_and_wait,

@@ -7,7 +7,8 @@ import pytest
 
 from deployments import settings
 from deployments.check import check_spec
-from deployments.image_tag import IMAGE_TAG_ENV, image_tag
+from deployments.image_tag import image_tag
+from deployments.settings import IMAGE_TAG_ENV
 from deployments.spec import SpecError, load_deployments, load_raw, owner_tag, pool_types
 
 PATH = settings.REPO_ROOT / "prefect-docker.yaml"

@@ -147,7 +147,7 @@ def test_prefect_reads_the_same_pool_name_as_our_settings(monkeypatch) -> None:
 
     monkeypatch.chdir(settings.REPO_ROOT)  # Prefect reads prefect.toml from the working dir
     monkeypatch.delenv(settings.POOL_NAME_ENV, raising=False)
-    assert Settings().deployments.default_work_pool_name == settings.WORK_POOL_NAME
+    assert Settings().deployments.default_work_pool_name == settings.current().work_pool_name
     assert Settings().server.analytics_enabled is False
     monkeypatch.setenv(settings.POOL_NAME_ENV, "override-pool")
     assert Settings().deployments.default_work_pool_name == "override-pool"

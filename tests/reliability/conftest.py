@@ -16,13 +16,13 @@ from prefect.client.orchestration import SyncPrefectClient
 from prefect.utilities.callables import parameter_schema
 
 from deployments import settings
-from deployments.processes import ManagedProcess
 from deployments.spec import pull_steps
-from deployments.stack import LocalStack
-from deployments.worker_supervisor import live_children
+from stack.local import LocalStack
+from stack.postgres import PostgresCluster
+from stack.processes import ManagedProcess, live_children
 from tests.live_stack import new_stack, stack_client, wait_until
-from tests.postgres import PostgresCluster, require_postgres_binaries
 from tests.reliability.flows import WORKER_NAME_ENV, leave_marker, sleep_for
+from tests.requirements import require_postgres_binaries
 
 SLOW_DEPLOYMENT = "sleep-for/reliability-slow"
 MARKER_DEPLOYMENT = "leave-marker/reliability-marker"

@@ -18,7 +18,7 @@ from prefect.client.schemas.filters import (
 from prefect.exceptions import PrefectHTTPStatusError
 
 from deployments import settings
-from deployments.stack import PREFECT
+from stack.local import PREFECT
 from tests.reliability.conftest import SLOW_DEPLOYMENT
 from tests.repository import image_copy
 

@@ -37,8 +37,9 @@ def test_the_zombie_automation_is_applied_once(api, live_stack) -> None:
     live_stack.apply()  # a second apply, as a second `make up` does
     (automation,) = api.read_automations_by_name(ZOMBIE_AUTOMATION_NAME)
     assert automation.enabled
-    assert automation.trigger.within.total_seconds() == settings.ZOMBIE_AFTER_S
-    assert settings.ZOMBIE_AFTER_S >= 3 * settings.FLOW_HEARTBEAT_S
+    config = settings.current()
+    assert automation.trigger.within.total_seconds() == config.zombie_after_s
+    assert config.zombie_after_s >= 3 * config.flow_heartbeat_seconds
 
 
 @pytest.mark.reliability
@@ -60,16 +61,18 @@ def test_killed_worker_and_flow_run_become_crashed(api, live_stack, slow_deploym
     killed_at = time.monotonic()
 
     # The automation's window, plus the server's evaluation period and the event pipeline.
-    crashed = wait_for_final_state(api, flow_run.id, timeout_s=settings.ZOMBIE_AFTER_S + 60)
+    crashed = wait_for_final_state(
+        api, flow_run.id, timeout_s=settings.current().zombie_after_s + 60
+    )
     detected_after_s = time.monotonic() - killed_at
     assert crashed.state.type == StateType.CRASHED, crashed.state
     assert "heartbeat" in (crashed.state.message or ""), crashed.state.message
 
-    # deployments/worker_supervisor.py has started a new worker by now, which runs new work.
+    # stack/worker_supervisor.py has started a new worker by now, which runs new work.
     assert supervised_worker_pid(live_stack) not in (None, worker_pid)
     after = run_deployment_and_wait(api, "compute-squares/compute-squares", {"numbers": [3]})
     assert after.state.type == StateType.COMPLETED, after.state.message
     report(
         "zombie-detection",
-        {"crashed_after_s": round(detected_after_s), "window_s": settings.ZOMBIE_AFTER_S},
+        {"crashed_after_s": round(detected_after_s), "window_s": settings.current().zombie_after_s},
     )

@@ -8,7 +8,6 @@ to results/exactly-once-<runs>-runs.json."""
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from collections import Counter
@@ -16,13 +15,15 @@ from collections import Counter
 import pytest
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
+from deployments import settings
+from stack.processes import poll_until
 from tests.reliability.conftest import read_markers, running_workers
 from tests.reports import report as report_figures
 
 pytestmark = [pytest.mark.e2e, pytest.mark.reliability]
 
-RUNS = int(os.environ.get("SOAK_RUNS", "12"))
-WORKERS = int(os.environ.get("SOAK_WORKERS", "2"))
+RUNS = settings.current().soak_runs
+WORKERS = settings.current().soak_workers
 # Generous: on 2 cores a run costs about 2-3 s of CPU, whatever the number of workers.
 DEADLINE_S = 120 + 5 * RUNS
 LOG_ERRORS = re.compile(
@@ -46,12 +47,14 @@ def _read_runs(api, ids: list) -> list:
 
 def _until_all_final_or_deadline(api, ids: list) -> list:
     """The runs once all are final, or as they are at the deadline (the stuck ones counted)."""
-    deadline = time.monotonic() + DEADLINE_S
-    while True:
-        runs = _read_runs(api, ids)
-        if all(run.state.is_final() for run in runs) or time.monotonic() >= deadline:
-            return runs
-        time.sleep(1)
+    runs: list = []
+
+    def all_final() -> bool:
+        runs[:] = _read_runs(api, ids)
+        return all(run.state.is_final() for run in runs)
+
+    poll_until(all_final, DEADLINE_S, interval_s=1)
+    return runs
 
 
 def test_every_run_executes_exactly_once_across_workers(

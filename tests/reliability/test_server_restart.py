@@ -24,7 +24,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.reliability]
 # its process, waiting for its start time, and crashes when it cannot reach the server (that
 # failed CI once). DUE_AFTER_S is well inside the outage.
 DUE_DURING_OUTAGE = 3
-DUE_AFTER_S = int(settings.WORKER_ENV["PREFECT_WORKER_PREFETCH_SECONDS"]) + 10
+DUE_AFTER_S = settings.current().worker_prefetch_seconds + 10
 OUTAGE_S = DUE_AFTER_S + 10
 # Still running when the server comes back (a restart on PostgreSQL takes about 10 s).
 LONG_RUN_S = OUTAGE_S + 25

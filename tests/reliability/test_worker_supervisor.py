@@ -1,4 +1,4 @@
-"""deployments/worker_supervisor.py acts on the worker's health endpoint: a worker that hangs
+"""stack/worker_supervisor.py acts on the worker's health endpoint: a worker that hangs
 (SIGSTOP: alive, but its poll loop and endpoint answer nothing) is kept while its flow run still
 runs (a restart would end it), then replaced, and the pool's work goes on without anyone stepping
 in. A worker that cannot poll because its server hangs is not to blame: it is kept, and resumes
@@ -16,13 +16,15 @@ import time
 import pytest
 from prefect.client.schemas.objects import StateType
 
-from deployments import settings, worker_supervisor
+from deployments import settings
+from stack import worker_supervisor
+from stack.processes import process_state
 from tests.live_stack import run_deployment_and_wait, wait_for_final_state, wait_until
 from tests.reliability.conftest import supervised_worker_pid
 from tests.reports import report
 
 # Prefect reports a worker unhealthy once it has not polled for 30 poll intervals.
-WORKER_UNHEALTHY_AFTER_S = 30 * float(settings.WORKER_ENV["PREFECT_WORKER_QUERY_SECONDS"])
+WORKER_UNHEALTHY_AFTER_S = 30 * settings.current().worker_query_seconds
 
 
 def test_a_port_in_use_is_named_and_nothing_starts() -> None:
@@ -31,8 +33,8 @@ def test_a_port_in_use_is_named_and_nothing_starts() -> None:
         taken.listen()
         port = taken.getsockname()[1]
         result = subprocess.run(
-            [sys.executable, "-m", "deployments.worker_supervisor", "--pool", "any"],
-            env={**os.environ, worker_supervisor.HEALTH_PORT_ENV: str(port)},
+            [sys.executable, "-m", "stack.worker_supervisor", "--pool", "any"],
+            env={**os.environ, settings.HEALTH_PORT_ENV: str(port)},
             cwd=settings.REPO_ROOT,
             capture_output=True,
             text=True,
@@ -79,7 +81,7 @@ def test_a_hung_worker_is_replaced_once_its_runs_end(api, live_stack, slow_deplo
         )
         replaced_after_s = time.monotonic() - hung_at
     finally:
-        if os.path.exists(f"/proc/{hung}"):  # not replaced: let the test's cleanup stop it
+        if process_state(hung) is not None:  # not replaced: let the test's cleanup stop it
             os.kill(hung, signal.SIGCONT)
     assert finished.state.type == StateType.COMPLETED, finished.state.message
     assert replaced

@@ -1,5 +1,11 @@
 """A throwaway PostgreSQL cluster from the machine's binaries (initdb, pg_ctl), on a free port,
-with password authentication over TCP as the compose stack uses it."""
+with password authentication over TCP as the compose stack uses it. The bench and the tests run
+the stack on it.
+
+    cluster = PostgresCluster().start()
+    ...  # PREFECT_SERVER_DATABASE_CONNECTION_URL=cluster.async_url
+    cluster.stop()                       # stops the server and deletes its files
+"""
 
 from __future__ import annotations
 
@@ -10,8 +16,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from deployments.stack import free_port
-from tests.requirements import require
+from stack.processes import free_port
 
 USER = DATABASE = "prefect"
 
@@ -26,12 +31,6 @@ POSTGRES_INSTALL_HINT = "apt-get install postgresql-15 and put /usr/lib/postgres
 
 def postgres_binaries_found() -> bool:
     return bool(shutil.which("initdb") and shutil.which("pg_ctl"))
-
-
-def require_postgres_binaries() -> None:
-    require(
-        postgres_binaries_found(), "the PostgreSQL server (initdb, pg_ctl)", POSTGRES_INSTALL_HINT
-    )
 
 
 class PostgresCluster:

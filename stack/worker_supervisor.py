@@ -1,11 +1,12 @@
-"""Keep one process worker running and healthy: `python -m deployments.worker_supervisor ARGS`.
+"""Keep one process worker running and healthy: `python -m stack.worker_supervisor ARGS`.
 
 Starts `prefect worker start ARGS --with-healthcheck`, polls the worker's own health endpoint
-(`/health` on PREFECT_WORKER_WEBSERVER_PORT) and restarts the worker when it exits, or when the
-endpoint stays unhealthy for UNHEALTHY_AFTER_S. Prefect reports a worker unhealthy when it has not
-polled its pool for 30 poll intervals (60 s with this repository's 2 s polling), e.g. when its
-loop hangs. Nothing else acts on that endpoint: Docker only labels a container unhealthy (it
-restarts containers that exit), and systemd does not poll HTTP.
+(`/health` on PREFECT_WORKER_WEBSERVER_PORT, deployments/settings.py) and restarts the worker
+when it exits, or when the endpoint stays unhealthy for UNHEALTHY_AFTER_S. Prefect reports a
+worker unhealthy when it has not polled its pool for 30 poll intervals (60 s with this
+repository's 2 s polling), e.g. when its loop hangs. Nothing else acts on that endpoint: Docker
+only labels a container unhealthy (it restarts containers that exit), and systemd does not poll
+HTTP.
 
 A worker cannot poll a server that does not answer, so before it restarts an unhealthy worker the
 supervisor asks the server (PREFECT_API_URL's `/ready`, which checks the database): when the
@@ -22,20 +23,15 @@ marks it CRASHED. SIGTERM or SIGINT stops the worker and the supervisor.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
-
-import httpx
 
 from deployments import settings
-from deployments.stack import PREFECT, port_is_free
-
-HEALTH_PORT_ENV = "PREFECT_WORKER_WEBSERVER_PORT"  # Prefect's own setting, read by the worker
+from stack.local import PREFECT
+from stack.processes import http_ok, live_children, port_is_free, terminate_then_kill
 
 CHECK_EVERY_S = 5.0
 # A worker needs a few seconds to import Prefect and bind its endpoint.
@@ -54,15 +50,8 @@ def log(message: str) -> None:
     print(f"worker-supervisor: {message}", file=sys.stderr, flush=True)
 
 
-def health_port() -> int:
-    return int(os.environ.get(HEALTH_PORT_ENV, "8080"))
-
-
 def worker_is_healthy(port: int) -> bool:
-    try:
-        return httpx.get(f"http://127.0.0.1:{port}/health", timeout=3).status_code == 200
-    except httpx.HTTPError:
-        return False
+    return http_ok(f"http://127.0.0.1:{port}/health", timeout_s=3)
 
 
 def server_is_ready(api_url: str | None) -> bool:
@@ -70,64 +59,34 @@ def server_is_ready(api_url: str | None) -> bool:
     blame the worker). `/ready` needs no credentials, also with basic auth on."""
     if not api_url:
         return True
-    try:
-        response = httpx.get(f"{api_url.rstrip('/')}/ready", timeout=SERVER_READY_TIMEOUT_S)
-    except httpx.HTTPError:
-        return False
-    return response.status_code == 200
-
-
-def live_children(pid: int) -> list[int]:
-    """The process ids of `pid`'s children that still run (not exited and waiting to be reaped)."""
-    if Path("/proc/self").is_dir():
-        children = []
-        with contextlib.suppress(OSError):  # the worker or one of its threads just ended
-            for task in Path(f"/proc/{pid}/task").iterdir():
-                children += [int(child) for child in (task / "children").read_text().split()]
-        return [child for child in children if _linux_state(child) not in ("Z", "X", None)]
-    # No /proc (macOS): ask ps, whose listing marks exited children Z.
-    listing = subprocess.run(["ps", "-A", "-o", "pid=,ppid=,stat="], capture_output=True, text=True)
-    return [
-        int(fields[0])
-        for fields in (line.split() for line in listing.stdout.splitlines())
-        if len(fields) == 3 and int(fields[1]) == pid and not fields[2].startswith("Z")
-    ]
-
-
-def _linux_state(pid: int) -> str | None:
-    """The one-letter state of a Linux process, None when it is gone."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return stat.rsplit(")", 1)[1].split()[0]
+    return http_ok(f"{api_url.rstrip('/')}/ready", timeout_s=SERVER_READY_TIMEOUT_S)
 
 
 class Supervisor:
-    def __init__(self, worker_args: list[str]) -> None:
+    def __init__(self, worker_args: list[str], config: settings.Settings) -> None:
         self.command = [PREFECT, "worker", "start", *worker_args, "--with-healthcheck"]
-        self.port = health_port()
-        self.api_url = os.environ.get("PREFECT_API_URL")
+        self.port = config.worker_health_port
+        self.api_url = config.api_url
+        # The worker binds the port the supervisor polls, also when the variable is unset.
+        self.env = {**os.environ, settings.HEALTH_PORT_ENV: str(self.port)}
         self.worker: subprocess.Popen[bytes] | None = None
         self.stopping = False
         self.restarts = 0
 
     def start_worker(self) -> None:
-        self.worker = subprocess.Popen(self.command, stdin=subprocess.DEVNULL)
+        self.worker = subprocess.Popen(self.command, stdin=subprocess.DEVNULL, env=self.env)
         log(f"started worker pid {self.worker.pid}: {' '.join(self.command[1:])}")
 
     def stop_worker(self) -> int | None:
         """SIGTERM the worker, SIGKILL it after STOP_TIMEOUT_S; its exit code."""
         if self.worker is None:
             return None
-        with contextlib.suppress(ProcessLookupError):
-            self.worker.terminate()
-        try:
-            return self.worker.wait(settings.STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            log(f"worker pid {self.worker.pid} ignored SIGTERM; killing it")
-            self.worker.kill()
-            return self.worker.wait()
+        pid = self.worker.pid
+        return terminate_then_kill(
+            self.worker,
+            settings.STOP_TIMEOUT_S,
+            on_kill=lambda: log(f"worker pid {pid} ignored SIGTERM; killing it"),
+        )
 
     def _stop(self, signum: int, _frame) -> None:
         self.stopping = True
@@ -196,14 +155,19 @@ class Supervisor:
 
 
 def main(argv: list[str]) -> int:
-    port = health_port()
+    try:
+        config = settings.current()
+    except settings.SettingsError as exc:
+        log(f"error: {exc}")
+        return 2
+    port = config.worker_health_port
     if not port_is_free("127.0.0.1", port):
         log(
             f"error: port {port} for the worker's health endpoint is in use; choose another "
-            f"with {HEALTH_PORT_ENV}=<port>"
+            f"with {settings.HEALTH_PORT_ENV}=<port>"
         )
         return 2
-    return Supervisor(argv).run()
+    return Supervisor(argv, config).run()
 
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
 """The local self-hosted stack: Prefect server on embedded SQLite, the process pool, the
 deployments from prefect.yaml and one process worker.
 
-    python -m deployments.stack up      # what `make up` runs; a second `up` is harmless
-    python -m deployments.stack down    # stops exactly what `up` started, by recorded process id
-    python -m deployments.stack status
+    python -m stack up      # what `make up` runs; a second `up` is harmless
+    python -m stack down    # stops exactly what `up` started, by recorded process id
+    python -m stack status
 
 The tests start the same stack on a free port in a temporary directory.
 """
@@ -12,18 +12,13 @@ from __future__ import annotations
 
 import os
 import secrets
-import socket
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Mapping
 from pathlib import Path
 
-import httpx
-
 from deployments import settings
-from deployments.processes import ManagedProcess
+from stack.processes import ManagedProcess, http_get, http_ok, poll_until, port_is_free
 
 PREFECT = str(Path(sys.executable).with_name("prefect"))  # the venv's CLI
 
@@ -32,67 +27,33 @@ class StackError(RuntimeError):
     """A step of bringing the stack up failed; the message says which and where to look."""
 
 
-def port_is_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        # As uvicorn does: connections of a just-stopped server in TIME_WAIT do not block it.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-# Ports free_port has handed out: the kernel may offer a just-closed port again at once, and two
-# stacks started at the same time in one process must not both be given it.
-_HANDED_OUT: set[int] = set()
-_HANDING_OUT = threading.Lock()
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A port nothing listens on now, never the same one twice in this process."""
-    with _HANDING_OUT:
-        while True:
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-                sock.bind((host, 0))
-                port = sock.getsockname()[1]
-            if port not in _HANDED_OUT:
-                _HANDED_OUT.add(port)
-                return port
-
-
-def wait_for(check, timeout_s: float, interval_s: float = 0.25):
-    """Poll `check()` until it returns something truthy; return that, or None at the deadline."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        result = check()
-        if result or time.monotonic() >= deadline:
-            return result
-        time.sleep(interval_s)
-
-
 class LocalStack:
+    """One stack. Unless given, its state directory, address, pool name and worker health port
+    come from `config` (by default `settings.current()`), as do the tuned values it passes on."""
+
     def __init__(
         self,
-        state_dir: Path = settings.LOCAL_STATE_DIR,
-        port: int = settings.SERVER_PORT,
-        host: str = settings.SERVER_HOST,
-        pool_name: str = settings.WORK_POOL_NAME,
+        state_dir: Path | None = None,
+        port: int | None = None,
+        host: str | None = None,
+        pool_name: str | None = None,
         extra_env: Mapping[str, str] | None = None,
         flow_code_dir: Path | None = settings.REPO_ROOT,
         auth_string: str | None = None,
-        worker_health_port: int = settings.WORKER_HEALTH_PORT,
+        worker_health_port: int | None = None,
+        config: settings.Settings | None = None,
     ) -> None:
-        self.state_dir = Path(state_dir)
-        self.host = host
-        self.port = port
-        self.pool_name = pool_name
+        self.config = config or settings.current()
+        self.state_dir = Path(state_dir or self.config.local_state_dir)
+        self.host = host or self.config.server_host
+        self.port = port or self.config.server_port
+        self.pool_name = pool_name or self.config.work_pool_name
         self.server = ManagedProcess("server", self.state_dir)
         self.worker = ManagedProcess("worker", self.state_dir)
         self._extra_env = dict(extra_env or {})
         self.flow_code_dir = flow_code_dir
         self.auth_string = auth_string
-        self.worker_health_port = worker_health_port
+        self.worker_health_port = worker_health_port or self.config.worker_health_port
 
     @property
     def api_url(self) -> str:
@@ -108,8 +69,8 @@ class LocalStack:
         env = {
             **os.environ,
             **settings.NO_TELEMETRY_ENV,
-            **settings.SERVER_ENV,
-            **settings.WORKER_ENV,
+            **self.config.server_env(),
+            **self.config.worker_env(),
             "PREFECT_HOME": str(self.state_dir / "home"),
             "PREFECT_API_URL": self.api_url,
             "PREFECT_SERVER_API_HOST": self.host,
@@ -152,21 +113,19 @@ class LocalStack:
     # -- health ---------------------------------------------------------------------------
 
     def server_ready(self) -> bool:
-        try:
-            return httpx.get(f"{self.api_url}/ready", timeout=2).status_code == 200
-        except httpx.HTTPError:
-            return False
+        return http_ok(f"{self.api_url}/ready", timeout_s=2)
 
     def worker_online(self) -> bool:
         """The pool turns READY once a worker polls it. A GET: with CSRF protection on, a POST
         would need a CSRF token first."""
-        try:
-            response = httpx.get(
-                f"{self.api_url}/work_pools/{self.pool_name}", auth=self._http_auth, timeout=2
-            )
-        except httpx.HTTPError:
-            return False
-        return response.status_code == 200 and response.json().get("status") == "READY"
+        response = http_get(
+            f"{self.api_url}/work_pools/{self.pool_name}", timeout_s=2, auth=self._http_auth
+        )
+        return (
+            response is not None
+            and response.status_code == 200
+            and response.json().get("status") == "READY"
+        )
 
     # -- steps ----------------------------------------------------------------------------
 
@@ -184,7 +143,7 @@ class LocalStack:
             self.env,
             cwd=settings.REPO_ROOT,
         )
-        if not wait_for(self._server_up_or_exited, settings.STARTUP_TIMEOUT_S):
+        if not poll_until(self._server_up_or_exited, settings.STARTUP_TIMEOUT_S):
             self.server.stop(settings.STOP_TIMEOUT_S)
             raise StackError(
                 f"the Prefect server did not become ready on {self.api_url} within "
@@ -228,7 +187,7 @@ class LocalStack:
     def worker_args(self, name: str | None = None) -> list[str]:
         """The options of `prefect worker start` for this stack's pool."""
         args = ["--pool", self.pool_name, "--type", "process"]
-        args += ["--limit", str(settings.WORKER_LIMIT)]
+        args += ["--limit", str(self.config.worker_limit)]
         return args + (["--name", name] if name else [])
 
     def worker_command(self, name: str | None = None) -> list[str]:
@@ -236,7 +195,7 @@ class LocalStack:
         return [PREFECT, "worker", "start", *self.worker_args(name)]
 
     def start_worker(self) -> None:
-        """The stack's own worker, run by deployments/worker_supervisor.py, which restarts it
+        """The stack's own worker, run by stack/worker_supervisor.py, which restarts it
         when it exits or its health endpoint (on loopback) stays unhealthy."""
         self.launch_worker()
         self.wait_for_worker()
@@ -244,16 +203,16 @@ class LocalStack:
     def launch_worker(self) -> None:
         if self.worker.is_running():
             return
-        supervised = [sys.executable, "-m", "deployments.worker_supervisor", *self.worker_args()]
+        supervised = [sys.executable, "-m", "stack.worker_supervisor", *self.worker_args()]
         env = {
             **self.worker_env,
             "PREFECT_WORKER_WEBSERVER_HOST": "127.0.0.1",
-            "PREFECT_WORKER_WEBSERVER_PORT": str(self.worker_health_port),
+            settings.HEALTH_PORT_ENV: str(self.worker_health_port),
         }
         self.worker.start(supervised, env, cwd=settings.REPO_ROOT)
 
     def wait_for_worker(self) -> None:
-        if not wait_for(self._worker_up_or_exited, settings.STARTUP_TIMEOUT_S):
+        if not poll_until(self._worker_up_or_exited, settings.STARTUP_TIMEOUT_S):
             raise StackError(
                 f"the worker did not report to pool {self.pool_name!r} within "
                 f"{settings.STARTUP_TIMEOUT_S:.0f} s; see {self.worker.log_path}"
@@ -325,8 +284,13 @@ Stop everything with: make down"""
 
 def main(argv: list[str]) -> int:
     command = argv[0] if argv else "status"
-    auth = os.environ.get(settings.AUTH_ENV) == "1"
-    stack = LocalStack(auth_string=local_auth_string(settings.LOCAL_STATE_DIR) if auth else None)
+    try:
+        config = settings.current()
+    except settings.SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    auth_string = local_auth_string(config.local_state_dir) if config.auth else None
+    stack = LocalStack(auth_string=auth_string, config=config)
     if command == "up":
         try:
             stack.up()
@@ -342,10 +306,6 @@ def main(argv: list[str]) -> int:
         worker_pid = stack.worker.pid
         print(f"worker: {f'running, pid {worker_pid}' if worker_pid else 'stopped'}")
     else:
-        print("usage: python -m deployments.stack up|down|status", file=sys.stderr)
+        print("usage: python -m stack up|down|status", file=sys.stderr)
         return 2
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
