@@ -33,6 +33,8 @@ plan: $(VENV)/.synced  ## what apply would change: exit 0 none, 2 changes, 1 err
 apply: $(VENV)/.synced  ## make the server match prefect.yaml (pool, deploy, schemas, automations)
 	$(PY) -m deployments apply $(ARGS)
 
+# Every test carries the marker of its folder of tests/ (tests/conftest.py); each target below runs
+# its own folders (docs/testing.md, held together by tests/integrity/test_layout.py).
 # Debian installs the PostgreSQL server binaries off PATH.
 PYTEST := PATH="$$PATH:/usr/lib/postgresql/15/bin" $(VENV)/bin/pytest
 
@@ -57,7 +59,7 @@ containers: $(VENV)/.synced  ## the compose stack in real containers (CI runs it
 # time: each loads the machine itself, and two at once made a server miss its start-up deadline.
 reliability: $(VENV)/.synced  ## the long reliability scenarios (CI runs them after make test)
 	scripts/install-test-tools
-	SOAK_RUNS=50 SOAK_WORKERS=3 $(PYTEST) -m reliability
+	SOAK_RUNS=50 SOAK_WORKERS=3 $(PYTEST) -m reliability tests/reliability
 
 soak: $(VENV)/.synced  ## 300 runs through 2 workers on PostgreSQL
 	scripts/install-test-tools

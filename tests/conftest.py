@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import tempfile
+from pathlib import Path
 
 import pytest
 
@@ -18,7 +19,27 @@ if "PREFECT_HOME" not in os.environ:  # xdist workers inherit the one their cont
     atexit.register(shutil.rmtree, os.environ["PREFECT_HOME"], ignore_errors=True)
 os.environ.pop("PREFECT_API_URL", None)  # tests choose their server explicitly
 
-pytest_plugins = ["tests.live_stack"]
+pytest_plugins = ["tests.live_stack", "tests.deployed_flows"]
+
+TESTS_DIR = Path(__file__).parent
+
+
+def folder_marker(path: Path) -> str | None:
+    """The marker of a test file: the folder it sits in under tests/ (None at tests/ itself)."""
+    if not path.is_relative_to(TESTS_DIR):
+        return None
+    parts = path.relative_to(TESTS_DIR).parts
+    return parts[0] if len(parts) > 1 else None
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """Every test carries the marker of its folder, so that a folder, its marker and its make
+    target say the same (docs/testing.md; tests/integrity/test_layout.py holds them together).
+    A folder without a registered marker is left unmarked, for that test to name it."""
+    name = folder_marker(item.path)
+    registered = {line.split(":", 1)[0].strip() for line in item.config.getini("markers")}
+    if name in registered:
+        item.add_marker(name)
 
 
 # The live stack's parameter ends a test's id: `test_x[sqlite]`, `test_y[word-for-number-sqlite]`.

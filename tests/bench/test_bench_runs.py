@@ -16,8 +16,6 @@ from deployments import settings
 from stack.processes import terminate_then_kill
 from tests.requirements import require_postgres_binaries
 
-pytestmark = pytest.mark.e2e
-
 
 def run_bench(size: str, timeout_s: float, **env: str) -> subprocess.CompletedProcess[str]:
     """`python -m bench.run`; stopped with SIGTERM if the test ends first (a timeout), so that it

@@ -13,8 +13,6 @@ from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 from tests.browser.ui import PrefectUi
 from tests.live_stack import run_artifacts, unique
 
-pytestmark = pytest.mark.e2e
-
 # The runs through the UI on the stack `make up` starts; the PostgreSQL stack (basic auth on, as
 # in production) is used for the login test below.
 on_the_make_up_stack = pytest.mark.parametrize("live_stack", ["sqlite"], indirect=True)

@@ -21,8 +21,6 @@ from tests.compose.compose import NativeRewrites, resolved_services, write_env_f
 from tests.live_stack import run_deployment_and_wait, unique, wait_until
 from tests.requirements import require_postgres_binaries
 
-pytestmark = pytest.mark.e2e
-
 
 @dataclass
 class NativeCompose:

@@ -38,7 +38,7 @@ from tests.live_stack import (
 from tests.reliability.flows import sleep_for
 from tests.repository import image_copy
 
-pytestmark = [pytest.mark.containers, pytest.mark.timeout(1800)]
+pytestmark = pytest.mark.timeout(1800)
 
 POOL = "docker-pool"
 HELLO = "say-hello/say-hello-docker"

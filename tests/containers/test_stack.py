@@ -23,7 +23,7 @@ from tests.live_stack import (
 )
 
 # Cold, the session fixture builds the project image first (about 2.5 min on vfs).
-pytestmark = [pytest.mark.containers, pytest.mark.timeout(1200)]
+pytestmark = pytest.mark.timeout(1200)
 
 LONG_RUNNING = ("postgres", "prefect-server", "worker")
 ONE_SHOT = ("migrate", "deploy")

@@ -12,7 +12,7 @@ from tests.containers.engine import ComposeProject
 from tests.containers.test_stack import executed_by
 from tests.live_stack import run_deployment_and_wait, unique, wait_for_final_state
 
-pytestmark = [pytest.mark.containers, pytest.mark.timeout(1200)]
+pytestmark = pytest.mark.timeout(1200)
 
 BURST = 12  # say-hello runs at once: 3 workers with --limit 4 each can hold them all
 SCALED_WORKERS = 3

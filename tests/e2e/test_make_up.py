@@ -14,8 +14,6 @@ from deployments import settings
 from stack.processes import ManagedProcess, free_port, process_is_running
 from tests.live_stack import unique
 
-pytestmark = pytest.mark.e2e
-
 
 def make(target: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(

@@ -22,8 +22,6 @@ from deployments.spec import owner_tag
 from stack.local import LocalStack
 from tests.live_stack import new_stack, stack_client, unique, wait_until
 
-pytestmark = pytest.mark.e2e
-
 SQUARES = "compute-squares/compute-squares"
 HELLO = "say-hello/greeting-schedule"
 OWNER_TAG = owner_tag()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 
-import pytest
 from prefect.client.schemas.filters import (
     DeploymentFilter,
     DeploymentFilterId,
@@ -17,8 +16,6 @@ from prefect.client.schemas.objects import StateType
 from deployments.spec import load_deployments
 from stack.local import PREFECT, LocalStack
 from tests.live_stack import new_stack, stack_client, wait_until
-
-pytestmark = pytest.mark.e2e
 
 # Fields the server sets itself, or that legitimately differ between two servers.
 VOLATILE = {"id", "created", "updated", "flow_id", "last_polled", "status", "work_queue_id"}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
 from prefect.client.schemas.filters import (
     LogFilter,
     LogFilterFlowRunId,
@@ -20,8 +19,6 @@ from tests.live_stack import (
     wait_for_final_state,
     wait_until,
 )
-
-pytestmark = pytest.mark.e2e
 
 
 def test_compute_squares_completes_with_the_squares(api) -> None:

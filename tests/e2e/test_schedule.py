@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import timedelta
 from itertools import pairwise
 
-import pytest
 from prefect.client.schemas.filters import (
     DeploymentFilter,
     DeploymentFilterId,
@@ -17,8 +16,6 @@ from prefect.client.schemas.objects import StateType
 from prefect.client.schemas.sorting import FlowRunSort
 
 from tests.live_stack import wait_until
-
-pytestmark = pytest.mark.e2e
 
 
 def test_greeting_schedule_is_one_active_300_second_interval(api) -> None:

@@ -22,8 +22,6 @@ from tests.live_stack import (
     wait_until,
 )
 
-pytestmark = pytest.mark.e2e
-
 HINT = "start the worker from the repository root, or set FLOW_CODE_DIR"
 
 

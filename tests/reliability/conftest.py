@@ -1,6 +1,6 @@
-"""Fixtures of the reliability tests: the flows of tests/reliability/flows.py deployed on a stack's
-pool, workers started and stopped by the tests, and a PostgreSQL stack of their own that a test
-may stop and restart without disturbing the shared live stack."""
+"""Fixtures of the reliability tests: the marker flow of tests/reliability/flows.py deployed on a
+stack's pool, workers started and stopped by the tests, and a PostgreSQL stack of their own that a
+test may stop and restart without disturbing the shared live stack."""
 
 from __future__ import annotations
 
@@ -11,46 +11,18 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from prefect import Flow
 from prefect.client.orchestration import SyncPrefectClient
-from prefect.utilities.callables import parameter_schema
 
 from deployments import settings
-from deployments.spec import pull_steps
 from stack.local import LocalStack
 from stack.postgres import PostgresCluster
-from stack.processes import ManagedProcess, live_children
+from stack.processes import ManagedProcess
+from tests.deployed_flows import deployed_test_flow
 from tests.live_stack import new_stack, stack_client, wait_until
-from tests.reliability.flows import WORKER_NAME_ENV, leave_marker, sleep_for
+from tests.reliability.flows import WORKER_NAME_ENV, leave_marker
 from tests.requirements import require_postgres_binaries
 
-SLOW_DEPLOYMENT = "sleep-for/reliability-slow"
 MARKER_DEPLOYMENT = "leave-marker/reliability-marker"
-
-
-@contextmanager
-def deployed_test_flow(api: SyncPrefectClient, pool_name: str, flow: Flow, full_name: str):
-    """`flow` from tests/reliability/flows.py deployed on `pool_name` with prefect.yaml's pull
-    steps; deleted afterwards, so shared stacks keep only prefect.yaml's deployments."""
-    deployment_id = api.create_deployment(
-        flow_id=api.create_flow_from_name(flow.name),
-        name=full_name.split("/", 1)[1],
-        entrypoint=f"tests/reliability/flows.py:{flow.fn.__name__}",
-        work_pool_name=pool_name,
-        pull_steps=pull_steps(),
-        parameter_openapi_schema=parameter_schema(flow).model_dump(exclude_unset=True),
-        enforce_parameter_schema=True,
-    )
-    try:
-        yield api.read_deployment(deployment_id)
-    finally:
-        api.delete_deployment(deployment_id)
-
-
-@pytest.fixture
-def slow_deployment(live_stack: LocalStack, api: SyncPrefectClient):
-    with deployed_test_flow(api, live_stack.pool_name, sleep_for, SLOW_DEPLOYMENT) as deployment:
-        yield deployment
 
 
 @contextmanager
@@ -128,9 +100,3 @@ def read_markers(directory: Path) -> dict[str, list[str]]:
     for marker in directory.iterdir():
         executions[marker.name.split(".", 1)[0]].append(marker.read_text())
     return dict(executions)
-
-
-def supervised_worker_pid(stack: LocalStack) -> int | None:
-    """The worker that the stack's supervisor (its recorded worker process) runs as its child."""
-    children = live_children(stack.worker.pid)
-    return children[0] if children else None

@@ -11,38 +11,13 @@ import pytest
 from prefect.client.schemas.objects import StateType
 
 from deployments import settings
-from deployments.automations import ZOMBIE_AUTOMATION_NAME
+from tests.deployed_flows import flow_run_heartbeats, supervised_worker_pid
 from tests.live_stack import run_deployment_and_wait, wait_for_final_state, wait_until
-from tests.reliability.conftest import supervised_worker_pid
 from tests.reports import report
 
-pytestmark = [pytest.mark.e2e, pytest.mark.parametrize("live_stack", ["sqlite"], indirect=True)]
+pytestmark = pytest.mark.parametrize("live_stack", ["sqlite"], indirect=True)
 
 
-def _heartbeats(api, flow_run_id) -> list[dict]:
-    response = api._client.post(
-        "/events/filter",
-        json={
-            "filter": {
-                "event": {"name": ["prefect.flow-run.heartbeat"]},
-                "resource": {"id": [f"prefect.flow-run.{flow_run_id}"]},
-            }
-        },
-    )
-    response.raise_for_status()
-    return response.json()["events"]
-
-
-def test_the_zombie_automation_is_applied_once(api, live_stack) -> None:
-    live_stack.apply()  # a second apply, as a second `make up` does
-    (automation,) = api.read_automations_by_name(ZOMBIE_AUTOMATION_NAME)
-    assert automation.enabled
-    config = settings.current()
-    assert automation.trigger.within.total_seconds() == config.zombie_after_s
-    assert config.zombie_after_s >= 3 * config.flow_heartbeat_seconds
-
-
-@pytest.mark.reliability
 def test_killed_worker_and_flow_run_become_crashed(api, live_stack, slow_deployment) -> None:
     flow_run = api.create_flow_run_from_deployment(slow_deployment.id, parameters={"seconds": 600})
 
@@ -52,7 +27,7 @@ def test_killed_worker_and_flow_run_become_crashed(api, live_stack, slow_deploym
 
     run = wait_until(running_with_pid, 120, "the slow run to be RUNNING")
     # The automation arms on the first heartbeat, which the engine sends as the run starts.
-    wait_until(lambda: _heartbeats(api, flow_run.id), 30, "the run's first heartbeat event")
+    wait_until(lambda: flow_run_heartbeats(api, flow_run.id), 30, "the run's first heartbeat event")
 
     flow_run_pid = int(run.infrastructure_pid.rsplit(":", 1)[-1])
     worker_pid = supervised_worker_pid(live_stack)

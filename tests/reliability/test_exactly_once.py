@@ -12,15 +12,12 @@ import re
 import time
 from collections import Counter
 
-import pytest
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
 from deployments import settings
 from stack.processes import poll_until
 from tests.reliability.conftest import read_markers, running_workers
 from tests.reports import report as report_figures
-
-pytestmark = [pytest.mark.e2e, pytest.mark.reliability]
 
 RUNS = settings.current().soak_runs
 WORKERS = settings.current().soak_workers

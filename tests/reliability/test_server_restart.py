@@ -7,7 +7,6 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 from prefect.client.schemas.objects import StateType
 from prefect.states import Scheduled
@@ -16,8 +15,6 @@ from deployments import settings
 from tests.live_stack import wait_for_final_state, wait_until
 from tests.reliability.conftest import read_markers, running_workers
 from tests.reports import report
-
-pytestmark = [pytest.mark.e2e, pytest.mark.reliability]
 
 # Runs that fall due while the server is down: they must run once it is back. They fall due
 # past the worker's prefetch window: a run the worker prefetched before the outage is already in

@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
-import subprocess
-import sys
 import time
 
 import pytest
@@ -19,35 +16,16 @@ from prefect.client.schemas.objects import StateType
 from deployments import settings
 from stack import worker_supervisor
 from stack.processes import process_state
+from tests.deployed_flows import supervised_worker_pid
 from tests.live_stack import run_deployment_and_wait, wait_for_final_state, wait_until
-from tests.reliability.conftest import supervised_worker_pid
 from tests.reports import report
+
+pytestmark = pytest.mark.parametrize("live_stack", ["sqlite"], indirect=True)
 
 # Prefect reports a worker unhealthy once it has not polled for 30 poll intervals.
 WORKER_UNHEALTHY_AFTER_S = 30 * settings.current().worker_query_seconds
 
 
-def test_a_port_in_use_is_named_and_nothing_starts() -> None:
-    with socket.socket() as taken:
-        taken.bind(("127.0.0.1", 0))
-        taken.listen()
-        port = taken.getsockname()[1]
-        result = subprocess.run(
-            [sys.executable, "-m", "stack.worker_supervisor", "--pool", "any"],
-            env={**os.environ, settings.HEALTH_PORT_ENV: str(port)},
-            cwd=settings.REPO_ROOT,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-    assert result.returncode == 2
-    assert f"port {port} for the worker's health endpoint is in use" in result.stderr
-    assert "started worker" not in result.stderr
-
-
-@pytest.mark.e2e
-@pytest.mark.reliability
-@pytest.mark.parametrize("live_stack", ["sqlite"], indirect=True)
 def test_a_hung_worker_is_replaced_once_its_runs_end(api, live_stack, slow_deployment) -> None:
     # Long enough to outlast the worker's unhealthy window (30 polls) and the supervisor's.
     run_s = WORKER_UNHEALTHY_AFTER_S + worker_supervisor.UNHEALTHY_AFTER_S + 50
@@ -91,9 +69,6 @@ def test_a_hung_worker_is_replaced_once_its_runs_end(api, live_stack, slow_deplo
     report("hung-worker", {"replaced_after_s": round(replaced_after_s)})
 
 
-@pytest.mark.e2e
-@pytest.mark.reliability
-@pytest.mark.parametrize("live_stack", ["sqlite"], indirect=True)
 def test_a_worker_is_kept_while_its_server_hangs(api, live_stack) -> None:
     worker = supervised_worker_pid(live_stack)
     server = live_stack.server.pid

@@ -19,10 +19,10 @@ from prefect.exceptions import PrefectHTTPStatusError
 
 from deployments import settings
 from stack.local import PREFECT
-from tests.reliability.conftest import SLOW_DEPLOYMENT
+from tests.deployed_flows import SLOW_DEPLOYMENT
 from tests.repository import image_copy
 
-pytestmark = [pytest.mark.e2e, pytest.mark.parametrize("live_stack", ["sqlite"], indirect=True)]
+pytestmark = pytest.mark.parametrize("live_stack", ["sqlite"], indirect=True)
 
 SQUARES = "compute-squares/compute-squares"
 

@@ -1,0 +1,67 @@
+"""Shared by tests/e2e and tests/reliability: the flows of tests/reliability/flows.py deployed by a
+test on a stack's pool (never by prefect.yaml), the worker a stack's supervisor runs, and the
+heartbeats a flow run sends. A plugin of tests/conftest.py, so its fixtures serve every folder."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+import pytest
+from prefect import Flow
+from prefect.client.orchestration import SyncPrefectClient
+from prefect.utilities.callables import parameter_schema
+
+from deployments.spec import pull_steps
+from stack.local import LocalStack
+from stack.processes import live_children
+from tests.reliability.flows import sleep_for
+
+SLOW_DEPLOYMENT = "sleep-for/reliability-slow"
+
+
+@contextmanager
+def deployed_test_flow(api: SyncPrefectClient, pool_name: str, flow: Flow, full_name: str):
+    """`flow` from tests/reliability/flows.py deployed on `pool_name` with prefect.yaml's pull
+    steps; deleted afterwards, so shared stacks keep only prefect.yaml's deployments."""
+    deployment_id = api.create_deployment(
+        flow_id=api.create_flow_from_name(flow.name),
+        name=full_name.split("/", 1)[1],
+        entrypoint=f"tests/reliability/flows.py:{flow.fn.__name__}",
+        work_pool_name=pool_name,
+        pull_steps=pull_steps(),
+        parameter_openapi_schema=parameter_schema(flow).model_dump(exclude_unset=True),
+        enforce_parameter_schema=True,
+    )
+    try:
+        yield api.read_deployment(deployment_id)
+    finally:
+        api.delete_deployment(deployment_id)
+
+
+@pytest.fixture
+def slow_deployment(live_stack: LocalStack, api: SyncPrefectClient):
+    """sleep_for on the live stack's pool: a run that stays RUNNING as long as asked, and whose
+    one parameter is required."""
+    with deployed_test_flow(api, live_stack.pool_name, sleep_for, SLOW_DEPLOYMENT) as deployment:
+        yield deployment
+
+
+def flow_run_heartbeats(api: SyncPrefectClient, flow_run_id) -> list[dict]:
+    """The `prefect.flow-run.heartbeat` events the server has stored for the flow run."""
+    response = api._client.post(
+        "/events/filter",
+        json={
+            "filter": {
+                "event": {"name": ["prefect.flow-run.heartbeat"]},
+                "resource": {"id": [f"prefect.flow-run.{flow_run_id}"]},
+            }
+        },
+    )
+    response.raise_for_status()
+    return response.json()["events"]
+
+
+def supervised_worker_pid(stack: LocalStack) -> int | None:
+    """The worker that the stack's supervisor (its recorded worker process) runs as its child."""
+    children = live_children(stack.worker.pid)
+    return children[0] if children else None
