@@ -24,7 +24,6 @@ from tests.live_stack import new_stack, stack_client, unique, wait_until
 
 SQUARES = "compute-squares/compute-squares"
 HELLO = "say-hello/greeting-schedule"
-OWNER_TAG = owner_tag()
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +109,7 @@ def test_fresh_server_plan_apply_plan_and_a_second_apply_keeps_ids(server, api) 
     assert cli(server, "plan").returncode == 0
     first = ids(api)
     assert set(first) == {SQUARES, HELLO}
-    assert all(OWNER_TAG in d.tags for d in api.read_deployments())
+    assert all(owner_tag() in d.tags for d in api.read_deployments())
 
     assert "deployed" not in applied(server)  # nothing to deploy: the plan was empty
     assert ids(api) == first
@@ -238,11 +237,11 @@ def test_declared_name_without_the_tag_is_a_conflict_until_adopted(server, api) 
     assert set(changes(plan, "conflict")) == {HELLO}
     refused = cli(server, "apply")
     assert refused.returncode == 1
-    assert f"deployment {HELLO}: on the server without the tag {OWNER_TAG!r}" in refused.stderr
+    assert f"deployment {HELLO}: on the server without the tag {owner_tag()!r}" in refused.stderr
     unchanged = api.read_deployment_by_name(HELLO)
     assert (unchanged.id, unchanged.updated, unchanged.tags) == (before.id, before.updated, [])
 
     applied(server, "--adopt")
     adopted = api.read_deployment_by_name(HELLO)
-    assert adopted.id == before.id and OWNER_TAG in adopted.tags
+    assert adopted.id == before.id and owner_tag() in adopted.tags
     assert cli(server, "plan").returncode == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,8 @@ def _write(tmp_path: Path, deployments: list[dict]) -> Path:
     return path
 
 
+# The cases below build their deployment in the test, so that a broken repository prefect.yaml
+# fails tests instead of collection.
 def _squares(**overrides) -> dict:
     (raw,) = [d for d in load_raw()["deployments"] if d["name"] == "compute-squares"]
     return {**raw, **overrides}
@@ -32,17 +35,23 @@ def test_the_repository_prefect_yaml_passes() -> None:
 @pytest.mark.parametrize(
     ("deployment", "named"),
     [
-        (_squares(entrypoint="flows/nope.py:compute_squares"), "deployments[0].entrypoint"),
-        (_squares(entrypoint="flows/squares.py:no_such_flow"), "cannot be loaded"),
-        (_squares(entrypoint="flows/squares.py:square_number"), "is not a flow"),
-        (_squares(entrypoint="flows/squares.py"), "path/to/file.py:flow_function"),
         (
-            _squares(concurrency_limit={"limit": 2, "collision_strategy": "DROP"}),
+            partial(_squares, entrypoint="flows/nope.py:compute_squares"),
+            "deployments[0].entrypoint",
+        ),
+        (partial(_squares, entrypoint="flows/squares.py:no_such_flow"), "cannot be loaded"),
+        (partial(_squares, entrypoint="flows/squares.py:square_number"), "is not a flow"),
+        (partial(_squares, entrypoint="flows/squares.py"), "path/to/file.py:flow_function"),
+        (
+            partial(_squares, concurrency_limit={"limit": 2, "collision_strategy": "DROP"}),
             "deployments[0].concurrency_limit.collision_strategy",
         ),
-        (_squares(concurrency_limit={"limit": "two"}), "deployments[0].concurrency_limit"),
-        ({"name": "no-entrypoint", "version": "1"}, "missing required field 'entrypoint'"),
-        (_squares(tags=["squares"]), "deployments[0].tags ('compute-squares'): add 'managed-by:"),
+        (partial(_squares, concurrency_limit={"limit": "two"}), "deployments[0].concurrency_limit"),
+        (partial(dict, name="no-entrypoint", version="1"), "missing required field 'entrypoint'"),
+        (
+            partial(_squares, tags=["squares"]),
+            "deployments[0].tags ('compute-squares'): add 'managed-by:",
+        ),
     ],
     ids=[
         "missing-file",
@@ -55,8 +64,8 @@ def test_the_repository_prefect_yaml_passes() -> None:
         "no-owner-tag",
     ],
 )
-def test_broken_deployment_is_named(tmp_path: Path, deployment: dict, named: str) -> None:
-    path = _write(tmp_path, [deployment])
+def test_broken_deployment_is_named(tmp_path: Path, deployment: partial, named: str) -> None:
+    path = _write(tmp_path, [deployment()])
     with pytest.raises(SpecError) as error:
         check_spec(path)
     assert str(error.value).startswith("prefect.yaml")

@@ -1,5 +1,8 @@
 """Deployment integrity: one parametrised test per deployment in prefect.yaml, plus the file's
-own shape. Catches what Prefect would silently ignore or only reject at run time."""
+own shape. Catches what Prefect would silently ignore or only reject at run time.
+
+The file is read once, at collection, and a file that cannot be read still collects:
+test_prefect_yaml_loads fails naming the problem, and the tests that need the file skip."""
 
 from __future__ import annotations
 
@@ -23,8 +26,15 @@ from prefect.utilities.schema_tools import ValidationError, validate
 from deployments import settings
 from deployments.spec import DeploymentSpec, SpecError, load_deployments, load_raw
 
-RAW = load_raw()
-SPECS = load_deployments()
+
+def _load() -> tuple[dict, list[DeploymentSpec], SpecError | None]:
+    try:
+        return load_raw(), load_deployments(), None
+    except SpecError as error:
+        return {}, [], error
+
+
+RAW, SPECS, LOAD_ERROR = _load()
 BY_NAME = {spec.name: spec for spec in SPECS}
 # What the tutorial promises users, as full "flow/deployment" names.
 EXPECTED = {"compute-squares/compute-squares", "say-hello/greeting-schedule"}
@@ -38,6 +48,22 @@ def _flow(spec: DeploymentSpec) -> Flow:
     return spec.load_flow()
 
 
+def test_prefect_yaml_loads() -> None:
+    if LOAD_ERROR is not None:
+        pytest.fail(f"prefect.yaml cannot be loaded: {LOAD_ERROR}", pytrace=False)
+    assert SPECS, "prefect.yaml declares no deployment"
+
+
+# The tests here that do not read the repository's prefect.yaml.
+WITHOUT_THE_FILE = {"test_prefect_yaml_loads", "test_malformed_prefect_yaml_names_the_problem"}
+
+
+@pytest.fixture(autouse=True)
+def _needs_the_file(request: pytest.FixtureRequest) -> None:
+    if LOAD_ERROR is not None and request.function.__name__ not in WITHOUT_THE_FILE:
+        pytest.skip("prefect.yaml cannot be loaded: test_prefect_yaml_loads names the problem")
+
+
 def test_declares_the_tutorial_deployments() -> None:
     assert {f"{_flow(spec).name}/{spec.name}" for spec in SPECS} == EXPECTED
 
@@ -48,7 +74,7 @@ def test_top_level_has_no_keys_prefect_ignores() -> None:
     assert not unknown, f"prefect.yaml: keys Prefect would silently ignore: {sorted(unknown)}"
 
 
-@pytest.mark.parametrize("index", range(len(RAW["deployments"])))
+@pytest.mark.parametrize("index", range(len(RAW.get("deployments", []))))
 def test_deployment_has_no_keys_prefect_ignores(index: int) -> None:
     raw = RAW["deployments"][index]
     where = f"prefect.yaml deployments[{index}] ({raw.get('name')})"
