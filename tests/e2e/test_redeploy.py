@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import sys
+from datetime import UTC, datetime
+from itertools import pairwise
 
 from prefect.client.schemas.filters import (
     DeploymentFilter,
@@ -50,21 +52,21 @@ def ids_and_schedules(api) -> dict[str, tuple]:
     return result
 
 
-def scheduled_start_times(api) -> list:
+def scheduled_runs(api) -> list:
     deployment = api.read_deployment_by_name("say-hello/greeting-schedule")
-    runs = api.read_flow_runs(
+    return api.read_flow_runs(
         deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])),
         flow_run_filter=FlowRunFilter(
             state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.SCHEDULED]))
         ),
     )
-    return sorted(run.expected_start_time for run in runs)
 
 
 def test_three_more_deploys_keep_ids_one_schedule_and_no_duplicate_runs(live_stack, api) -> None:
     """Users' own `prefect deploy --all`, each followed by the apply of a second `make up`."""
     before = ids_and_schedules(api)
     for _ in range(3):
+        last_deploy = datetime.now(UTC)
         live_stack.run_cli(PREFECT, "--no-prompt", "deploy", "--all")
         live_stack.apply()
     after = ids_and_schedules(api)
@@ -72,14 +74,19 @@ def test_three_more_deploys_keep_ids_one_schedule_and_no_duplicate_runs(live_sta
     assert len(after["greeting-schedule"][1]) == 1
     assert set(after) == {spec.name for spec in load_deployments()}
 
-    # The scheduler (re)fills upcoming runs; none may be doubled by the redeploys.
-    def two_or_more_upcoming() -> list:
-        starts = scheduled_start_times(api)
-        return starts if len(starts) >= 2 else []
+    # Each deploy deletes the upcoming runs it would change and the scheduler creates them again.
+    # Once it has done so after the last deploy, every run due after that deploy started must
+    # be 300 s from the next: a run the deploys left behind, or created twice, is closer.
+    def refilled() -> list:
+        runs = scheduled_runs(api)
+        return runs if sum(run.created >= last_deploy for run in runs) >= 2 else []
 
-    starts = wait_until(two_or_more_upcoming, 90, "two or more upcoming scheduled runs")
-    gaps = [(b - a).total_seconds() for a, b in zip(starts, starts[1:], strict=False)]
-    assert all(gap >= 300 for gap in gaps), f"runs closer than the 300 s interval: {starts}"
+    runs = wait_until(refilled, 90, "two or more runs scheduled after the last deploy")
+    starts = sorted(
+        run.expected_start_time for run in runs if run.expected_start_time >= last_deploy
+    )
+    gaps = [(b - a).total_seconds() for a, b in pairwise(starts)]
+    assert len(gaps) >= 1 and all(gap >= 300 for gap in gaps), f"runs closer than 300 s: {starts}"
 
 
 def test_python_registration_gives_the_same_state_as_the_cli(live_stack, tmp_path_factory) -> None:

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 
 import pytest
 from prefect.client.orchestration import get_client
+from prefect.settings import PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW, temporary_settings
 
+from flows import greetings
 from flows.greetings import greet, greeting, main, say_hello
 from tests.live_stack import run_artifacts
 
@@ -36,9 +39,48 @@ class TestSayHelloFlow:
         assert "Hello, Zaphod!" in artifacts["greeting"].data
 
 
-def test_greet_task_wraps_the_plain_function() -> None:
-    assert greet.name == "greet"
-    assert greet.fn.__doc__ and "greeting" in greet.fn.__doc__
+@pytest.fixture
+def task_outside_a_flow(prefect_harness) -> Iterator[None]:
+    """The task called on its own: its run logger has no flow run to send its lines to."""
+    with temporary_settings({PREFECT_LOGGING_TO_API_WHEN_MISSING_FLOW: "ignore"}):
+        yield
+
+
+@pytest.mark.usefixtures("task_outside_a_flow")
+def test_greet_task_returns_and_logs_what_the_plain_function_says(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(greetings, "greeting", lambda name: f"Good morning, {name}.")
+    with caplog.at_level(logging.INFO):
+        assert greet("Ford") == "Good morning, Ford."
+    logged = [r.name for r in caplog.records if r.getMessage() == "Good morning, Ford."]
+    assert logged == ["prefect.task_runs"]
+
+
+@pytest.mark.usefixtures("task_outside_a_flow")
+def test_greet_task_tries_three_times_then_fails(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two retries: a greeting that fails twice is still returned, one that keeps failing fails
+    the task run after its third try."""
+    calls: list[str] = []
+
+    def failing(times: int):
+        def greeting(name: str) -> str:
+            calls.append(name)
+            if len(calls) <= times:
+                raise ConnectionError(f"try {len(calls)} failed")
+            return f"Hello, {name}!"
+
+        return greeting
+
+    monkeypatch.setattr(greetings, "greeting", failing(2))
+    assert greet("Trillian") == "Hello, Trillian!"
+    assert calls == ["Trillian"] * 3
+
+    calls.clear()
+    monkeypatch.setattr(greetings, "greeting", failing(3))
+    state = greet("Marvin", return_state=True)
+    assert state.is_failed(), state
+    assert calls == ["Marvin"] * 3
 
 
 def test_command_line_rejects_extra_arguments(capsys: pytest.CaptureFixture[str]) -> None:
