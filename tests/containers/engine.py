@@ -233,13 +233,19 @@ class ComposeProject:
 @contextmanager
 def running_stack(tmp_dir: Path, session: str, **env: str) -> Iterator[ComposeProject]:
     """A project on an image built from this work tree for it alone (see session_image_tag),
-    up with `--wait`; taken down with its volumes, and its image tag removed, when it ends."""
+    up with `--wait`; taken down with its volumes, and its image tag removed, when it ends.
+    When its tests ended normally, `docker compose down -v` must then have left no container,
+    network or volume of the project (reported as an error in the last test's teardown)."""
     require_engine()
     project = ComposeProject(tmp_dir, image=session_image_tag(unique(session)), **env)
     try:
         project.compose("build", timeout=900)
         project.up()
         yield project
+        before = project.leftovers()
     finally:
         project.down()
         docker("image", "rm", project.image, check=False)
+    assert all(before.values()), f"the stack lacked a container, network or volume: {before}"
+    left = project.leftovers()
+    assert left == {"containers": [], "networks": [], "volumes": []}, f"down -v left {left}"

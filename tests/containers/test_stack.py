@@ -1,6 +1,7 @@
 """docker-compose.yml and the Dockerfile run for real: a Docker engine, Compose v2, the project
 image built from the work tree. Runs go through the published loopback port with credentials and
-must execute in the worker container. test_zz_down.py takes the stack down.
+must execute in the worker container. The session's stack fixture takes it down and checks that
+`down -v` leaves nothing of it (tests/containers/engine.py).
 """
 
 from __future__ import annotations
