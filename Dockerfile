@@ -12,16 +12,14 @@ RUN python -m pip install --no-cache-dir "uv==0.13.9" \
  && python -m pip install --no-cache-dir --require-hashes -r /tmp/requirements.txt \
  && rm /tmp/requirements.txt
 
-# Dockerfile and prefect-docker.yaml too: the compose deploy-docker job builds the flow image
-# from this copy of the repository.
-COPY Dockerfile prefect.yaml prefect-docker.yaml prefect.toml ./
-COPY flows/ flows/
-COPY deployments/ deployments/
-COPY stack/ stack/
-
-# The code stays root's, read-only to the user that runs it. Its files then also match a clone
-# checked out by root, so the deploy-docker job's build of this copy finds every layer cached.
 RUN useradd --create-home --uid 10001 prefect
+
+# The repository, as .dockerignore lists it, in one layer: a code change rebuilds only this one.
+# Dockerfile, .dockerignore and prefect-docker.yaml come too: the compose deploy-docker job builds
+# the flow image from this copy. The code stays root's and read-only to the user that runs it, so
+# the copy matches a clone checked out by root and that build finds every layer cached.
+COPY . .
+
 USER prefect
 ENV PREFECT_HOME=/home/prefect/.prefect \
     DO_NOT_TRACK=1

@@ -17,18 +17,15 @@ from pathlib import Path
 
 from deployments import settings
 
-# What the Dockerfile copies into the image, and the Dockerfile itself.
-IMAGE_INPUTS = (
-    "Dockerfile",
-    "pyproject.toml",
-    "uv.lock",
-    "prefect.yaml",
-    "prefect-docker.yaml",
-    "prefect.toml",
-    "flows",
-    "deployments",
-    "stack",
-)
+
+def _image_inputs(dockerignore: Path) -> tuple[str, ...]:
+    """What the Dockerfile copies into the image: the names .dockerignore lets through (`!name`),
+    the Dockerfile and .dockerignore among them."""
+    lines = (line.strip() for line in dockerignore.read_text().splitlines())
+    return tuple(line[1:].rstrip("/") for line in lines if line.startswith("!"))
+
+
+IMAGE_INPUTS = _image_inputs(settings.REPO_ROOT / ".dockerignore")
 
 
 def _files(root: Path) -> list[Path]:

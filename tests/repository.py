@@ -11,9 +11,9 @@ from deployments.image_tag import IMAGE_INPUTS
 
 
 def image_copy(target: Path) -> Path:
-    """`target`, created, holding what the image holds (and .dockerignore, to build from it)."""
+    """`target`, created, holding what the image holds (.dockerignore too, to build from it)."""
     target.mkdir(parents=True)
-    for name in (*IMAGE_INPUTS, ".dockerignore"):
+    for name in IMAGE_INPUTS:
         source = settings.REPO_ROOT / name
         if source.is_dir():
             shutil.copytree(source, target / name, ignore=shutil.ignore_patterns("__pycache__"))
