@@ -55,11 +55,13 @@ containers: $(VENV)/.synced  ## the compose stack in real containers (CI runs it
 	$(PYTEST) -m containers tests/containers
 
 # Fault injection (killed, hung and restarted processes, a hung server), the concurrency burst and
-# 50 runs at once through 3 workers on PostgreSQL, exactly once; reports in results/. One test at a
-# time: each loads the machine itself, and two at once made a server miss its start-up deadline.
+# 50 runs at once through 3 workers on PostgreSQL, exactly once; reports in results/. Two xdist
+# workers, a file each at a time: the scenarios mostly wait out their fault's window, and a file's
+# tests share its stack; each worker starts the live stack once.
 reliability: $(VENV)/.synced  ## the long reliability scenarios (CI runs them after make test)
 	scripts/install-test-tools
-	SOAK_RUNS=50 SOAK_WORKERS=3 $(PYTEST) -m reliability tests/reliability
+	SOAK_RUNS=50 SOAK_WORKERS=3 $(PYTEST) -n $(TEST_WORKERS) --dist loadfile \
+		-m reliability tests/reliability
 
 soak: $(VENV)/.synced  ## 300 runs through 2 workers on PostgreSQL
 	scripts/install-test-tools
