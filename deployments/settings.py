@@ -92,7 +92,7 @@ _WHOLE_NUMBERS = {
     "soak_workers": 1,
 }
 # Switches: the value that turns each on; 0, false or empty turn it off, anything else is refused.
-_SWITCHES = {"auth": "1", "bench_resume": "1"}
+_SWITCHES = {"auth": "1", "bench_resume": "1", "warm_launcher": "1"}
 
 
 class Settings(BaseSettings):
@@ -127,6 +127,9 @@ class Settings(BaseSettings):
     # SQLite server busy.
     worker_query_seconds: int = _variable("PREFECT_WORKER_QUERY_SECONDS", 2)
     worker_prefetch_seconds: int = _variable("PREFECT_WORKER_PREFETCH_SECONDS", 10)
+    # The supervisor runs the warm launcher (stack/launcher.py) next to a process worker, so a
+    # run forks an imported Prefect instead of importing it again; 0 starts every run cold.
+    warm_launcher: bool = _variable("WARM_LAUNCHER", True)
     # Zombie detection (deployments/automations.py): every flow-run process sends a heartbeat
     # event this often (Prefect's minimum is 30 s, its default 180 s).
     flow_heartbeat_seconds: int = _variable("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", 30)

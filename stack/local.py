@@ -103,7 +103,7 @@ class LocalStack:
 
     @property
     def worker_env(self) -> dict[str, str]:
-        # prefect.yaml runs flows with `python -m prefect.engine`: `python` must be this one.
+        # prefect.yaml runs flows with `python -m stack.launch`: `python` must be this one.
         path = os.pathsep.join([str(Path(sys.executable).parent), self.env.get("PATH", "")])
         env = {**self.env, "PATH": path}
         if self.flow_code_dir is None:

@@ -58,6 +58,14 @@ def start_time(pid: int) -> str | None:
     return fields[19]
 
 
+def proc_cmdline(pid: int) -> str:
+    """The command line of `pid`, its arguments joined by spaces; empty when it is gone."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    except OSError:
+        return ""
+
+
 def process_is_running(pid: int) -> bool:
     """True while `pid` runs; an exited process that its parent has not reaped yet is not."""
     return start_time(pid) is not None

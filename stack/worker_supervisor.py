@@ -18,18 +18,26 @@ shuts down (and they write their logs to its pipes). So while an unhealthy worke
 flow-run processes, the supervisor keeps it until they end, for at most RESTART_WITH_RUNS_AFTER_S.
 A run whose process is ended that way can be left RUNNING or PENDING until the zombie automation
 marks it CRASHED. SIGTERM or SIGINT stops the worker and the supervisor.
+
+Next to a process worker it runs the warm launcher (stack/launcher.py) on a socket in a private
+temporary directory, named to the worker as FLOW_LAUNCHER_SOCKET, restarts it when it exits and
+stops it after the worker. WARM_LAUNCHER=0 runs the worker alone: its runs then start cold.
 `make up` and the compose `worker` service run the worker through this supervisor.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 from deployments import settings
+from stack.launch import SOCKET_ENV
 from stack.local import PREFECT
 from stack.processes import http_ok, live_children, port_is_free, terminate_then_kill
 
@@ -70,8 +78,29 @@ class Supervisor:
         # The worker binds the port the supervisor polls, also when the variable is unset.
         self.env = {**os.environ, settings.HEALTH_PORT_ENV: str(self.port)}
         self.worker: subprocess.Popen[bytes] | None = None
+        self.launcher: subprocess.Popen[bytes] | None = None
+        self.launcher_dir: Path | None = None
+        if config.warm_launcher and runs_processes(worker_args):
+            self.launcher_dir = Path(tempfile.mkdtemp(prefix="flow-launcher-"))
+            self.env[SOCKET_ENV] = str(self.launcher_dir / "launcher.sock")
         self.stopping = False
         self.restarts = 0
+
+    def keep_launcher(self) -> None:
+        """Start the launcher, or start it again when it exited; runs that find none start cold."""
+        if self.launcher_dir is None or (self.launcher and self.launcher.poll() is None):
+            return
+        if self.launcher is not None:
+            log(f"launcher exited with code {self.launcher.returncode}; starting it again")
+        command = [sys.executable, "-m", "stack.launcher", self.env[SOCKET_ENV]]
+        self.launcher = subprocess.Popen(command, stdin=subprocess.DEVNULL, env=self.env)
+        log(f"started launcher pid {self.launcher.pid}")
+
+    def stop_launcher(self) -> None:
+        if self.launcher is not None:
+            terminate_then_kill(self.launcher, settings.STOP_TIMEOUT_S)
+        if self.launcher_dir is not None:
+            shutil.rmtree(self.launcher_dir, ignore_errors=True)
 
     def start_worker(self) -> None:
         self.worker = subprocess.Popen(self.command, stdin=subprocess.DEVNULL, env=self.env)
@@ -99,6 +128,7 @@ class Supervisor:
         seen_healthy = False
         deferred = False  # said once per unhealthy spell that the worker is kept for its runs
         while not self.stopping:
+            self.keep_launcher()
             code = self.worker.poll()
             if code is not None:
                 return f"worker exited with code {code}"
@@ -150,8 +180,18 @@ class Supervisor:
             while not self.stopping and time.monotonic() < deadline:
                 time.sleep(0.2)
         code = self.stop_worker()
+        self.stop_launcher()
         log(f"stopped (worker exit code {code})")
         return 0
+
+
+def runs_processes(worker_args: list[str]) -> bool:
+    """Whether the worker is a process worker (Prefect's default type), whose runs the launcher
+    can fork; a Docker worker's runs start in containers."""
+    for flag in ("--type", "-t"):
+        if flag in worker_args[:-1]:
+            return worker_args[worker_args.index(flag) + 1] == "process"
+    return True
 
 
 def main(argv: list[str]) -> int:

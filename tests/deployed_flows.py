@@ -11,18 +11,31 @@ from prefect import Flow
 from prefect.client.orchestration import SyncPrefectClient
 from prefect.utilities.callables import parameter_schema
 
-from deployments.spec import pull_steps
+from deployments.spec import load_deployments, pull_steps
 from stack.local import LocalStack
-from stack.processes import live_children
+from stack.processes import live_children, proc_cmdline
 from tests.reliability.flows import sleep_for
 
 SLOW_DEPLOYMENT = "sleep-for/reliability-slow"
 
 
+def product_job_variables() -> dict:
+    """The job variables prefect.yaml gives its deployments: their working directory and the
+    command that forks each run from the warm launcher."""
+    return load_deployments()[0].job_variables
+
+
 @contextmanager
-def deployed_test_flow(api: SyncPrefectClient, pool_name: str, flow: Flow, full_name: str):
+def deployed_test_flow(
+    api: SyncPrefectClient,
+    pool_name: str,
+    flow: Flow,
+    full_name: str,
+    job_variables: dict | None = None,
+):
     """`flow` from tests/reliability/flows.py deployed on `pool_name` with prefect.yaml's pull
-    steps; deleted afterwards, so shared stacks keep only prefect.yaml's deployments."""
+    steps and job variables (or `job_variables`), so its runs start as the product's do; deleted
+    afterwards, so shared stacks keep only prefect.yaml's deployments."""
     deployment_id = api.create_deployment(
         flow_id=api.create_flow_from_name(flow.name),
         name=full_name.split("/", 1)[1],
@@ -31,6 +44,7 @@ def deployed_test_flow(api: SyncPrefectClient, pool_name: str, flow: Flow, full_
         pull_steps=pull_steps(),
         parameter_openapi_schema=parameter_schema(flow).model_dump(exclude_unset=True),
         enforce_parameter_schema=True,
+        job_variables=product_job_variables() if job_variables is None else job_variables,
     )
     try:
         yield api.read_deployment(deployment_id)
@@ -62,6 +76,18 @@ def flow_run_heartbeats(api: SyncPrefectClient, flow_run_id) -> list[dict]:
 
 
 def supervised_worker_pid(stack: LocalStack) -> int | None:
-    """The worker that the stack's supervisor (its recorded worker process) runs as its child."""
-    children = live_children(stack.worker.pid)
-    return children[0] if children else None
+    """The worker that the stack's supervisor (its recorded worker process) runs as its child,
+    beside the warm launcher."""
+    return _supervised_child(stack, "worker start")
+
+
+def supervised_launcher_pid(stack: LocalStack) -> int | None:
+    """The warm launcher that the stack's supervisor runs beside the worker."""
+    return _supervised_child(stack, "stack.launcher")
+
+
+def _supervised_child(stack: LocalStack, word: str) -> int | None:
+    for pid in live_children(stack.worker.pid):
+        if word in proc_cmdline(pid):
+            return pid
+    return None

@@ -1,0 +1,113 @@
+"""The flow-run command of the process deployments (prefect.yaml's `command` job variable):
+`python -m stack.launch`, in place of `python -m prefect.engine`.
+
+It asks the warm launcher (stack/launcher.py) at the Unix socket named by FLOW_LAUNCHER_SOCKET to
+fork an already-imported Prefect into the flow-run process, hands it this process's environment,
+working directory and stdin/stdout/stderr, forwards the signals it gets to that process, and exits
+as that process did (the same exit code, or killed by the same signal). So to the worker it looks
+like the flow-run process itself: cancellation, exit codes and the output the worker streams work
+as they do without a launcher.
+
+When FLOW_LAUNCHER_SOCKET is unset or nothing answers there, it replaces itself with
+`python -m prefect.engine` (os.execv: same process id, same arguments), which is the cold path.
+
+It imports the standard library only, so it starts in milliseconds; no Prefect, no settings object.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import sys
+
+# Set by stack/worker_supervisor.py in its worker's environment, which each flow run inherits.
+SOCKET_ENV = "FLOW_LAUNCHER_SOCKET"
+# The launcher answers with the forked process id at once; silence this long means it is hung.
+ANSWER_TIMEOUT_S = 30.0
+FORWARDED_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
+                     signal.SIGUSR1, signal.SIGUSR2)  # fmt: skip
+
+
+def say(message: str) -> None:
+    print(f"flow launcher client: {message}", file=sys.stderr, flush=True)
+
+
+def run_cold(args: list[str]) -> None:
+    """Today's path: this process becomes `python -m prefect.engine ARGS`."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, "-m", "prefect.engine", *args])
+
+
+def read_line(conn: socket.socket, pending: bytearray) -> dict | None:
+    """The launcher's next message (one JSON object per line), or None once it closed."""
+    while b"\n" not in pending:
+        chunk = conn.recv(4096)
+        if not chunk:
+            return None
+        pending.extend(chunk)
+    line, _, rest = bytes(pending).partition(b"\n")
+    pending[:] = rest
+    return json.loads(line)
+
+
+def exit_like(outcome: dict) -> None:
+    """Exit as the flow-run process did: its exit code, or the signal that killed it."""
+    if "signal" in outcome:
+        number = outcome["signal"]
+        sys.stdout.flush()
+        sys.stderr.flush()
+        if number not in (signal.SIGKILL, signal.SIGSTOP):
+            signal.signal(number, signal.SIG_DFL)
+        os.kill(os.getpid(), number)
+        os._exit(128 + number)  # a signal whose default action is not to terminate
+    sys.exit(outcome["exit"])
+
+
+def main(args: list[str]) -> None:
+    path = os.environ.get(SOCKET_ENV)
+    if not path:
+        run_cold(args)
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        conn.connect(path)
+    except OSError as exc:
+        say(f"no launcher answers at {path} ({exc.strerror}); starting the flow run cold")
+        conn.close()
+        run_cold(args)
+    request = {"argv": args, "env": dict(os.environ), "cwd": os.getcwd()}
+    conn.settimeout(ANSWER_TIMEOUT_S)
+    pending = bytearray()
+    try:
+        socket.send_fds(conn, [json.dumps(request).encode() + b"\n"], [0, 1, 2])
+        started = read_line(conn, pending)
+    except TimeoutError:
+        # Falling back now could start the run twice, should the launcher wake up after all.
+        say(f"the launcher at {path} did not answer within {ANSWER_TIMEOUT_S:.0f} s")
+        sys.exit(1)
+    if started is None or "pid" not in started:
+        reason = (started or {}).get("error", "it closed the connection")
+        say(f"the launcher at {path} did not start the run ({reason}); starting it cold")
+        conn.close()
+        run_cold(args)
+    child = started["pid"]
+
+    def forward(number: int, _frame) -> None:
+        with contextlib.suppress(ProcessLookupError):  # gone: the launcher reports how next
+            os.kill(child, number)
+
+    for number in FORWARDED_SIGNALS:
+        signal.signal(number, forward)
+    conn.settimeout(None)
+    outcome = read_line(conn, pending)
+    if outcome is None:
+        say(f"the launcher at {path} stopped during the run; its process {child} was ended")
+        sys.exit(1)
+    exit_like(outcome)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

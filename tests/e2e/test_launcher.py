@@ -1,0 +1,212 @@
+"""The warm launcher (stack/launcher.py) and its client (stack/launch.py), the deployments'
+command, on a live stack: each behaviour on both paths. `warm`: the run is forked from the
+launcher the worker supervisor runs. `cold`: the client finds no launcher (FLOW_LAUNCHER_SOCKET
+empty, as with WARM_LAUNCHER=0) and becomes `python -m prefect.engine` itself.
+
+The stack is this module's own: some runs here fail or crash on purpose, which the shared live
+stack's log check would rightly refuse."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from prefect import Flow
+from prefect.client.orchestration import SyncPrefectClient
+from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.states import Cancelling
+
+from stack.launch import SOCKET_ENV
+from stack.local import LocalStack
+from stack.processes import proc_stat, process_is_running
+from tests.deployed_flows import deployed_test_flow, product_job_variables
+from tests.live_stack import new_stack, stack_client, unique, wait_for_final_state, wait_until
+from tests.reliability.flows import describe_process, exit_with, raise_error
+
+PROBE_ENV = "LAUNCHER_TEST_PROBE"
+# What each path adds to a run's environment: nothing, or a launcher socket that is not there.
+PATH_ENV = {"warm": {}, "cold": {SOCKET_ENV: ""}}
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory) -> Iterator[LocalStack]:
+    stack = new_stack(tmp_path_factory, "launcher")
+    try:
+        stack.up()
+        yield stack
+    finally:
+        stack.down()
+
+
+@pytest.fixture(scope="module")
+def api(stack: LocalStack) -> Iterator[SyncPrefectClient]:
+    with stack_client(stack) as client:
+        yield client
+
+
+@pytest.fixture(params=["warm", "cold"])
+def path(request) -> str:
+    return request.param
+
+
+@contextmanager
+def deployed(api: SyncPrefectClient, stack: LocalStack, flow: Flow) -> Iterator[str]:
+    """`flow` deployed with prefect.yaml's job variables (its command is the client); the
+    deployment's full name."""
+    full_name = f"{flow.name}/{unique('launcher')}"
+    with deployed_test_flow(api, stack.pool_name, flow, full_name, product_job_variables()):
+        yield full_name
+
+
+def start_run(
+    api: SyncPrefectClient, full_name: str, path: str, parameters: dict, **env: str
+) -> FlowRun:
+    deployment = api.read_deployment_by_name(full_name)
+    return api.create_flow_run_from_deployment(
+        deployment.id,
+        parameters=parameters,
+        job_variables={"env": {**PATH_ENV[path], **env}},
+    )
+
+
+def facts(directory: Path, run: FlowRun) -> dict:
+    """What describe_process wrote about the process that ran `run`."""
+    return json.loads((directory / f"{run.id}.json").read_text())
+
+
+def running_pid(api: SyncPrefectClient, directory: Path, run: FlowRun) -> tuple[int, int]:
+    """Once `run` is RUNNING in describe_process: (the client's pid, the flow-run process's)."""
+
+    def started():
+        current = api.read_flow_run(run.id)
+        pid_file = directory / f"{run.id}.pid"
+        ready = current.state.type == StateType.RUNNING and current.infrastructure_pid
+        return current if ready and pid_file.exists() else None
+
+    current = wait_until(started, 120, f"flow run {run.id} RUNNING with its pid file")
+    client = int(current.infrastructure_pid.rsplit(":", 1)[-1])
+    return client, int((directory / f"{run.id}.pid").read_text())
+
+
+def session_members(session_id: int) -> list[int]:
+    """The live processes whose session is `session_id` (the launcher gives each run its own)."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            fields = proc_stat(entry.name)
+            if fields and fields[3] == str(session_id) and fields[0] not in ("Z", "X"):
+                members.append(int(entry.name))
+    return members
+
+
+def stop_if_running(api: SyncPrefectClient, run: FlowRun) -> None:
+    if not api.read_flow_run(run.id).state.is_final():
+        api.set_flow_run_state(run.id, Cancelling(message="test cleanup"), force=True)
+
+
+def test_a_run_prints_logs_and_sees_its_job_variables(api, stack, path, tmp_path) -> None:
+    with deployed(api, stack, describe_process) as full_name:
+        run = start_run(
+            api, full_name, path, {"directory": str(tmp_path), "env_name": PROBE_ENV},
+            **{PROBE_ENV: f"probe-{path}"},
+        )  # fmt: skip
+        final = wait_for_final_state(api, run.id)
+    assert final.state.type == StateType.COMPLETED, final.state
+    seen = facts(tmp_path, run)
+    assert ("stack.launcher" in seen["parent"]) == (path == "warm"), seen
+    assert seen["env"] == f"probe-{path}" and seen["calls"] == 1, seen
+    wait_until(
+        lambda: f"stdout of flow run {run.id}" in stack.worker.log_path.read_text(),
+        30,
+        "the run's stdout in the worker's log",
+    )
+    log_filter = LogFilter(flow_run_id=LogFilterFlowRunId(any_=[run.id]))
+    wait_until(
+        lambda: any(
+            f"log line of flow run {run.id}" in log.message
+            for log in api.read_logs(log_filter=log_filter)
+        ),
+        30,
+        "the run's log line on the server",
+    )
+
+
+def test_two_runs_at_once_share_no_state(api, stack, path, tmp_path) -> None:
+    with deployed(api, stack, describe_process) as full_name:
+        parameters = {"directory": str(tmp_path), "env_name": PROBE_ENV, "seconds": 3}
+        runs = [
+            start_run(api, full_name, path, parameters, **{PROBE_ENV: name})
+            for name in ("first", "second")
+        ]
+        both = [wait_for_final_state(api, run.id) for run in runs]
+    assert [run.state.type for run in both] == [StateType.COMPLETED] * 2
+    first, second = (facts(tmp_path, run) for run in runs)
+    assert (first["env"], second["env"]) == ("first", "second")
+    assert first["pid"] != second["pid"]
+    assert first["calls"] == second["calls"] == 1  # each imported the flow module afresh
+    assert {"stack.launcher" in facts["parent"] for facts in (first, second)} == {path == "warm"}
+
+
+def test_a_failing_flow_is_failed_and_an_exit_code_crashes_the_run(api, stack, path) -> None:
+    with deployed(api, stack, raise_error) as failing, deployed(api, stack, exit_with) as exiting:
+        failed = wait_for_final_state(api, start_run(api, failing, path, {"message": "no"}).id)
+        crashed = wait_for_final_state(api, start_run(api, exiting, path, {"code": 3}).id)
+    assert failed.state.type == StateType.FAILED, failed.state
+    assert "no" in (failed.state.message or ""), failed.state.message
+    assert crashed.state.type == StateType.CRASHED, crashed.state
+    assert "status code: 3" in (crashed.state.message or ""), crashed.state.message
+
+
+def test_cancelling_a_run_stops_its_process(api, stack, path, tmp_path) -> None:
+    with deployed(api, stack, describe_process) as full_name:
+        run = start_run(api, full_name, path, {"directory": str(tmp_path), "seconds": 600})
+        try:
+            client, child = running_pid(api, tmp_path, run)
+            assert (client == child) == (path == "cold"), (client, child)
+            api.set_flow_run_state(run.id, Cancelling(message="cancelled by the test"))
+            final = wait_for_final_state(api, run.id, timeout_s=120)
+        finally:
+            stop_if_running(api, run)
+    assert final.state.type == StateType.CANCELLED, final.state
+    wait_until(lambda: not process_is_running(child), 30, f"flow-run process {child} to end")
+    assert not process_is_running(client)
+
+
+def test_kill_9_of_the_client_ends_the_run_and_leaves_no_process(api, stack, path, tmp_path):
+    with deployed(api, stack, describe_process) as full_name:
+        run = start_run(api, full_name, path, {"directory": str(tmp_path), "seconds": 600})
+        try:
+            client, child = running_pid(api, tmp_path, run)
+            os.kill(client, signal.SIGKILL)
+            final = wait_for_final_state(api, run.id, timeout_s=120)
+        finally:
+            stop_if_running(api, run)
+    # The worker sees its process killed and reports the run CRASHED.
+    assert final.state.type == StateType.CRASHED, final.state
+    wait_until(lambda: not process_is_running(child), 30, f"flow-run process {child} to end")
+    if path == "warm":  # its own session: nothing the run started outlives it
+        wait_until(lambda: not session_members(child), 30, f"session {child} to be empty")
+
+
+def test_runs_start_cold_when_the_launcher_is_turned_off(tmp_path_factory, tmp_path) -> None:
+    """WARM_LAUNCHER=0: the supervisor runs no launcher and names none to the worker."""
+    cold = new_stack(tmp_path_factory, "launcher-off", extra_env={"WARM_LAUNCHER": "0"})
+    try:
+        cold.up()
+        assert "started launcher" not in cold.worker.log_path.read_text()
+        with stack_client(cold) as api, deployed(api, cold, describe_process) as full_name:
+            deployment = api.read_deployment_by_name(full_name)
+            run = api.create_flow_run_from_deployment(
+                deployment.id, parameters={"directory": str(tmp_path)}
+            )
+            final = wait_for_final_state(api, run.id)
+        assert final.state.type == StateType.COMPLETED, final.state
+        assert "worker start" in facts(tmp_path, run)["parent"]
+    finally:
+        cold.down()
