@@ -8,7 +8,7 @@ WORKDIR /opt/flows
 # pins as the tests used.
 COPY pyproject.toml uv.lock ./
 RUN python -m pip install --no-cache-dir "uv==0.13.9" \
- && uv export --frozen --no-dev --no-emit-project --output-file /tmp/requirements.txt \
+ && uv export --frozen --no-default-groups --no-emit-project --output-file /tmp/requirements.txt \
  && python -m pip install --no-cache-dir --require-hashes -r /tmp/requirements.txt \
  && rm /tmp/requirements.txt
 

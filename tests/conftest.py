@@ -69,6 +69,19 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.hookimpl(optionalhook=True)
+@pytest.fixture(scope="session", autouse=True)
+def _postgres_user_passes_through_temporary_directories(tmp_path_factory) -> None:
+    """As root, `make up`'s PostgreSQL runs as the postgres user (it refuses root), and the
+    stacks' state directories sit under pytest's temporary directories, private to root: other
+    users may pass through them (not list them)."""
+    if os.geteuid() != 0:
+        return
+    directory = tmp_path_factory.getbasetemp()
+    while directory.name.startswith(("pytest-", "popen-")):
+        directory.chmod(directory.stat().st_mode | 0o001)
+        directory = directory.parent
+
+
 def pytest_xdist_make_scheduler(config: pytest.Config, log):
     """`make test` runs `pytest -n 2 --dist loadscope --no-loadscope-reorder`: with that, each
     live stack's tests go to one xdist worker (stack_scope), in the order above."""

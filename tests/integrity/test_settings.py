@@ -27,6 +27,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
     for name in settings.defaults():
         monkeypatch.delenv(name, raising=False)
     monkeypatch.delenv(settings.POOL_NAME_ENV, raising=False)
+    monkeypatch.delenv("WARM_LAUNCHER", raising=False)
     return monkeypatch
 
 
@@ -42,6 +43,7 @@ def test_defaults(clean_env) -> None:
     assert config.server_env() == {"PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": "5"}
     assert config.zombie_after_s == 90
     assert config.work_pool_name == "local-process"  # prefect.toml
+    assert config.local_database == "postgres" and config.warm_launcher
 
 
 def test_each_setting_is_read_from_its_one_name(clean_env) -> None:
@@ -86,6 +88,12 @@ def test_an_empty_variable_counts_as_unset(clean_env) -> None:
             "PREFECT_FLOWS_HEARTBEAT_FREQUENCY must be a whole number of at least 30, not '10'",
         ),
         ("PREFECT_AUTH", "yes", "PREFECT_AUTH must be 1 (on) or 0 (off), not 'yes'"),
+        ("WARM_LAUNCHER", "off", "WARM_LAUNCHER must be 1 (on) or 0 (off), not 'off'"),
+        (
+            "LOCAL_DATABASE",
+            "mysql",
+            "LOCAL_DATABASE must be one of postgres, sqlite, not 'mysql'",
+        ),
     ],
 )
 def test_a_bad_value_is_refused_naming_its_variable(clean_env, name, value, message) -> None:
