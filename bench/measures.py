@@ -92,7 +92,7 @@ def trigger_to_completed(client: SyncPrefectClient, count: int) -> dict:
     """`count` say-hello runs one after another: seconds from the run's creation to its end, by
     the server's own timestamps (so the bench's polling does not add to them)."""
     deployment = client.read_deployment_by_name(SAY_HELLO)
-    latencies, pickups, failed, refused = [], [], 0, 0
+    latencies, pickups, running, failed, refused = [], [], [], 0, 0
     for index in range(count):
         created = _create_run(client, deployment.id, f"bench-{index}")
         if created is None:
@@ -102,9 +102,11 @@ def trigger_to_completed(client: SyncPrefectClient, count: int) -> dict:
         failed += run.state.type != StateType.COMPLETED
         latencies.append((run.end_time - run.created).total_seconds())
         pickups.append((run.start_time - run.created).total_seconds())
+        running.append((run.end_time - run.start_time).total_seconds())
     return {
         **summary(latencies),
         "pickup_p50": statistics.median(pickups),
+        "running_p50": statistics.median(running),
         "failed": failed,
         "refused": refused,
     }

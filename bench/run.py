@@ -1,7 +1,7 @@
 """`make bench`: every measure, side by side for Prefect's defaults, this repository's tuned
-settings (on embedded SQLite as `make up` runs them, and on PostgreSQL as the compose stack does)
-and plain Python, as a table (with the measured reason for each target not met), results/bench.json
-and results/bench.png.
+settings on embedded SQLite with every run a fresh process, `make up`'s default (tuned, the warm
+launcher, PostgreSQL from the wheel) and plain Python, as a table (with the measured reason for
+each target not met), results/bench.json and results/bench.png.
 
 `python -m bench.run` runs the full size (issue targets); `BENCH_SIZE=tiny` runs a few of each,
 with the three stacks at once, which is what `make test` does so the benchmark cannot rot. A full
@@ -29,7 +29,6 @@ from bench.reasons import unmet_targets
 from bench.stacks import (
     VARIANTS,
     count_503s,
-    postgres_binaries_missing,
     running_stack,
     stack_cpu_seconds,
     stop_live_stacks,
@@ -73,9 +72,9 @@ def measure_variant(variant: str, size_name: str, root: Path, figures: dict, sav
         )
         figures["all_503s"] = count_503s(stack)
         save()
-        if variant == "tuned":
-            # In-process flows against the SQLite server: a 503 that outlasts the client's
-            # retries is reported as refused, not a crash that loses the whole run.
+        if variant == "warm":
+            # In-process flows against `make up`'s default server: a 503 that outlasts the
+            # client's retries is reported as refused, not a crash that loses the whole run.
             figures["tasks"] = measures.unless_refused(
                 lambda: measures.per_task_overhead(stack.api_url, size["tasks"])
             )
@@ -100,10 +99,10 @@ def _s(value: float) -> str:
 
 
 def table_rows(results: dict) -> list[tuple[str, ...]]:
-    """(metric, default, tuned, tuned on PostgreSQL, plain Python, target) for every measure."""
-    tuned, plain = results["tuned"], results["plain"]
-    stacks = tuple(results[variant] for variant in ("default", "tuned", "postgres"))
-    tasks, chunks = tuned["tasks"], tuned["chunks"]
+    """(metric, default, tuned, warm on PostgreSQL, plain Python, target) for every measure."""
+    warm, plain = results["warm"], results["plain"]
+    stacks = tuple(results[variant] for variant in VARIANTS)
+    tasks, chunks = warm["tasks"], warm["chunks"]
 
     def each_stack(figure) -> tuple[str, str, str]:
         return tuple(figure(variant) for variant in stacks)
@@ -123,10 +122,10 @@ def table_rows(results: dict) -> list[tuple[str, ...]]:
             "trigger→COMPLETED p95",
             *each_stack(lambda v: _s(v["latency"]["p95"])),
             _s(plain["latency"]["p95"]),
-            "≤ 3 s",
+            "≤ 2.5 s",
         ),
         (
-            "pickup (created→running) p50",
+            "…of it before RUNNING (created→running) p50",
             *each_stack(lambda v: _s(v["latency"]["pickup_p50"])),
             "–",
             "–",
@@ -138,15 +137,15 @@ def table_rows(results: dict) -> list[tuple[str, ...]]:
             "0",
         ),
         (
-            f"throughput, {tuned['throughput']['runs']} runs at once",
+            f"throughput, {warm['throughput']['runs']} runs at once",
             *each_stack(lambda v: f"{v['throughput']['runs_per_min']:.0f}/min"),
             f"{plain['throughput']['runs_per_min']:.0f}/min",
-            "≥ 60/min",
+            "≥ 45/min",
         ),
         ("failed runs", *runs_counted("failed"), "–", "0"),
         ("runs refused: 503 after the client's 5 retries", *runs_counted("refused"), "–", "0"),
         (
-            f"runs not final at the burst's deadline ({tuned['throughput']['runs']} at once)",
+            f"runs not final at the burst's deadline ({warm['throughput']['runs']} at once)",
             *each_stack(lambda v: str(v["throughput"]["stuck"])),
             "–",
             "0",
@@ -161,46 +160,47 @@ def table_rows(results: dict) -> list[tuple[str, ...]]:
             "CPU per run (whole stack)",
             *each_stack(lambda v: _s(v["throughput"]["cpu_s_per_run"])),
             "–",
-            "≤ 2 s for 60/min on 2 cores",
+            "≤ 1.5 s",
         ),
         (
             f"orchestration per task ({results['size']['tasks']} numbers)",
             *(
-                (f"{tasks['default']:.2f} ms", f"{tasks['tuned']:.2f} ms", "–")
+                (f"{tasks['default']:.2f} ms", "–", f"{tasks['tuned']:.2f} ms")
                 + (f"{tasks['plain']:.4f} ms",)
                 if tasks != measures.REFUSED
-                else (tasks, tasks, "–", "–")
+                else (tasks, "–", tasks, "–")
             ),
             "≤ 2 ms",
         ),
         *chunk_rows(chunks, results["size"]["range_stop"]),
-        ("prefect deploy --all", "–", _s(tuned["deploy_s"]), "–", "–", "≤ 3 s"),
+        ("prefect deploy --all", "–", "–", _s(warm["deploy_s"]), "–", "≤ 3 s"),
         ("make up (installed .venv)", *each_stack(lambda v: _s(v["make_up_s"])), "–", "≤ 20 s"),
     ]
 
 
 def chunk_rows(chunks: dict | str, stop: int) -> list[tuple[str, ...]]:
-    """The chunked range in-process (fastest chunk size) and as a deployment run (tuned only)."""
+    """The chunked range in-process (fastest chunk size) and as a deployment run (`make up`'s
+    default stack only)."""
     label = f"squares of 0..{stop:,} in-process"
     deployed = "…the same as a deployment run: created→COMPLETED (RUNNING→COMPLETED)"
     if chunks == measures.REFUSED:
-        return [(label, "–", chunks, "–", "–", "≤ 5 s"), (deployed, "–", chunks, "–", "–", "≤ 5 s")]
+        return [(label, "–", "–", chunks, "–", "≤ 5 s"), (deployed, "–", "–", chunks, "–", "≤ 5 s")]
     # JSON turns the chunk sizes into strings: a resumed run reads them back as such.
     timings = {int(size): seconds for size, seconds in chunks["in_process_s"].items()}
     best = min(timings, key=timings.get)
     created_s, running_s = chunks["deployment_s"], chunks["deployment_run_s"]
     return [
-        (f"{label} (chunk {best:,})", "–", _s(timings[best]), "–", _s(chunks["plain_s"]), "≤ 5 s"),
-        (deployed, "–", f"{_s(created_s)} ({_s(running_s)})", "–", "–", "≤ 5 s"),
+        (f"{label} (chunk {best:,})", "–", "–", _s(timings[best]), _s(chunks["plain_s"]), "≤ 5 s"),
+        (deployed, "–", "–", f"{_s(created_s)} ({_s(running_s)})", "–", "≤ 5 s"),
     ]
 
 
 def render(rows: list[tuple[str, ...]]) -> str:
     header = (
         "metric",
-        "Prefect defaults",
-        "tuned (this repo)",
-        "tuned, PostgreSQL",
+        "Prefect defaults (SQLite)",
+        "tuned, cold (SQLite)",
+        "make up: warm, PostgreSQL",
         "plain Python",
         "target",
     )
@@ -226,10 +226,6 @@ def main() -> int:
         print(f"BENCH_SIZE must be one of {', '.join(SIZES)}, not {size_name!r}", file=sys.stderr)
         return 2
     size = SIZES[size_name]
-    missing = postgres_binaries_missing()
-    if missing:
-        print(f"make bench needs {missing}", file=sys.stderr)
-        return 2
     RESULTS_DIR.mkdir(exist_ok=True)
     stem = "bench" if size_name == "full" else f"bench-{size_name}"
     json_path = RESULTS_DIR / f"{stem}.json"
@@ -265,6 +261,8 @@ def main() -> int:
         tempfile.TemporaryDirectory(prefix="prefect-bench-") as root,
         ThreadPoolExecutor(max(at_once, 1)) as pool,
     ):
+        # As root, the warm stack's PostgreSQL runs as the postgres user, which passes through.
+        os.chmod(root, 0o701)
         try:
             list(pool.map(measure, pending))
         except BaseException:  # SIGTERM, Ctrl-C or a failed measure: stop the others' stacks too

