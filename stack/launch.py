@@ -12,6 +12,7 @@ When FLOW_LAUNCHER_SOCKET is unset or nothing answers there, it replaces itself 
 `python -m prefect.engine` (os.execv: same process id, same arguments), which is the cold path.
 
 It imports the standard library only, so it starts in milliseconds; no Prefect, no settings object.
+Signals that arrive before the flow-run process exists are held and forwarded once it does.
 """
 
 from __future__ import annotations
@@ -67,19 +68,59 @@ def exit_like(outcome: dict) -> None:
     sys.exit(outcome["exit"])
 
 
+class Forwarder:
+    """Signals for the flow-run process: held until its pid is known, then sent to it by a pidfd
+    (never to a process that reused the pid after the launcher reaped it)."""
+
+    def __init__(self) -> None:
+        self.pidfd: int | None = None
+        self.pending: list[int] = []
+        for number in FORWARDED_SIGNALS:
+            signal.signal(number, self.receive)
+
+    def receive(self, number: int, _frame) -> None:
+        if self.pidfd is None:
+            self.pending.append(number)
+            return
+        with contextlib.suppress(ProcessLookupError):  # gone: the launcher reports how next
+            signal.pidfd_send_signal(self.pidfd, number)
+
+    def attach(self, pid: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            self.pidfd = os.pidfd_open(pid)
+            for number in self.pending:
+                signal.pidfd_send_signal(self.pidfd, number)
+        self.pending.clear()
+
+    def cold(self, args: list[str]) -> None:
+        """No forked process: a signal held back is this process's own again, then cold."""
+        for number in FORWARDED_SIGNALS:
+            signal.signal(number, signal.SIG_DFL)
+        if self.pending:
+            exit_like({"signal": self.pending[0]})
+        run_cold(args)
+
+
 def main(args: list[str]) -> None:
     path = os.environ.get(SOCKET_ENV)
     if not path:
         run_cold(args)
+    forwarder = Forwarder()  # before anything can go wrong: a cancellation is never lost
     conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    conn.settimeout(ANSWER_TIMEOUT_S)
     try:
         conn.connect(path)
     except OSError as exc:
-        say(f"no launcher answers at {path} ({exc.strerror}); starting the flow run cold")
+        say(f"no launcher answers at {path} ({exc.strerror or exc}); starting the flow run cold")
         conn.close()
-        run_cold(args)
-    request = {"argv": args, "env": dict(os.environ), "cwd": os.getcwd()}
-    conn.settimeout(ANSWER_TIMEOUT_S)
+        forwarder.cold(args)
+    request = {
+        "argv": args,
+        "env": dict(os.environ),
+        "cwd": os.getcwd(),
+        "executable": sys.executable,
+        "prefix": sys.prefix,
+    }
     pending = bytearray()
     try:
         socket.send_fds(conn, [json.dumps(request).encode() + b"\n"], [0, 1, 2])
@@ -88,21 +129,20 @@ def main(args: list[str]) -> None:
         # Falling back now could start the run twice, should the launcher wake up after all.
         say(f"the launcher at {path} did not answer within {ANSWER_TIMEOUT_S:.0f} s")
         sys.exit(1)
+    except OSError as exc:  # no pid came: no process of this run is left (PR_SET_PDEATHSIG)
+        started = {"error": f"the connection failed: {exc}"}
     if started is None or "pid" not in started:
         reason = (started or {}).get("error", "it closed the connection")
         say(f"the launcher at {path} did not start the run ({reason}); starting it cold")
         conn.close()
-        run_cold(args)
+        forwarder.cold(args)
     child = started["pid"]
-
-    def forward(number: int, _frame) -> None:
-        with contextlib.suppress(ProcessLookupError):  # gone: the launcher reports how next
-            os.kill(child, number)
-
-    for number in FORWARDED_SIGNALS:
-        signal.signal(number, forward)
+    forwarder.attach(child)
     conn.settimeout(None)
-    outcome = read_line(conn, pending)
+    try:
+        outcome = read_line(conn, pending)
+    except OSError:
+        outcome = None
     if outcome is None:
         say(f"the launcher at {path} stopped during the run; its process {child} was ended")
         sys.exit(1)

@@ -16,14 +16,19 @@ Contract:
 - Each request carries the client's argv, environment and working directory, and its stdin,
   stdout and stderr as file descriptors (SCM_RIGHTS). The forked child becomes
   `python -m prefect.engine ARGV` in that environment and directory, with those streams: Prefect's
-  settings and logging are rebuilt from the new environment, so a deployment's job-variable
-  `env` wins. Interpreter options read only at start-up (`PYTHON*` variables) stay the
-  launcher's.
+  settings, logging and time zone are rebuilt from the new environment, so a deployment's
+  job-variable `env` wins. What an interpreter fixes at start-up cannot follow: a request whose
+  Python executable or `PYTHON*` variables differ from the launcher's is refused, and its client
+  starts that run cold.
 - The child runs in a session of its own and dies with the launcher (PR_SET_PDEATHSIG). The
   launcher answers the client with the child's pid, then with how it ended. When the client goes
-  away first (`kill -9`), it kills the child's process group.
+  away first (`kill -9`), it kills the child and its process group; a client gone before the fork
+  gets no child at all. Signals stay blocked from before the fork until the child has Python's
+  default handlers, so a cancellation forwarded at once is not lost.
+- One bad request never stops the launcher: it is refused, and its client starts the run cold.
 - Only processes of the launcher's own user may connect (SO_PEERCRED), and the socket is 0600.
-- SIGTERM or SIGINT: stop accepting, SIGTERM the running children, give them STOP_GRACE_S, exit.
+- SIGTERM or SIGINT: stop accepting, SIGTERM the running children, give them STOP_GRACE_S, then
+  SIGKILL what is left of their process groups, exit.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import contextlib
 import ctypes
 import importlib
 import json
+import logging
 import os
 import runpy
 import selectors
@@ -62,10 +68,15 @@ PRELOAD = (
     "prefect.runner.storage",
     "prefect._internal.metrics",
 )
-REQUEST_TIMEOUT_S = 5.0  # a client sends its whole request at once
+REQUEST_TIMEOUT_S = 2.0  # a client sends its whole request at once; nobody waits longer
+# Held back from before a fork until the child has reset its handlers.
+BLOCKED_AROUND_FORK = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT,
+                       signal.SIGCHLD, signal.SIGUSR1, signal.SIGUSR2}  # fmt: skip
 MAX_REQUEST_BYTES = 8 * 1024 * 1024
 STOP_GRACE_S = 10.0
 PR_SET_PDEATHSIG = 1
+# The launcher's environment as it started: a run must agree on what the interpreter fixed then.
+LAUNCHER_ENV = dict(os.environ)
 
 
 def log(message: str) -> None:
@@ -77,6 +88,8 @@ class Request:
     argv: list[str]
     env: dict[str, str]
     cwd: str
+    executable: str
+    prefix: str
     fds: list[int] = field(default_factory=list)
 
 
@@ -103,29 +116,69 @@ def peer_uid(conn: socket.socket) -> int:
     return uid
 
 
+def python_variables(env: dict[str, str]) -> dict[str, str]:
+    return {name: value for name, value in env.items() if name.startswith("PYTHON")}
+
+
 def read_request(conn: socket.socket) -> Request:
-    """One JSON line with the client's three stdio descriptors attached."""
+    """One JSON line with the client's three stdio descriptors attached, within
+    REQUEST_TIMEOUT_S in all."""
+    deadline = time.monotonic() + REQUEST_TIMEOUT_S
     conn.settimeout(REQUEST_TIMEOUT_S)
     data, fds, _flags, _addr = socket.recv_fds(conn, 65536, 3)
     buffer = bytearray(data)
     try:
-        while not buffer.endswith(b"\n"):
+        while b"\n" not in buffer:
             if len(buffer) > MAX_REQUEST_BYTES:
                 raise ValueError("request too large")
+            conn.settimeout(max(deadline - time.monotonic(), 0.001))
             chunk = conn.recv(65536)
             if not chunk:
                 raise ValueError("the client closed the connection mid-request")
             buffer.extend(chunk)
         if len(fds) != 3:
             raise ValueError(f"expected stdin, stdout and stderr, got {len(fds)} descriptors")
-        body = json.loads(buffer)
+        body = json.loads(buffer.split(b"\n", 1)[0])
         return Request(
-            argv=list(body["argv"]), env=dict(body["env"]), cwd=str(body["cwd"]), fds=fds
+            argv=[str(arg) for arg in body["argv"]],
+            env={str(k): str(v) for k, v in body["env"].items()},
+            cwd=str(body["cwd"]),
+            executable=str(body["executable"]),
+            prefix=str(body["prefix"]),
+            fds=fds,
         )
     except BaseException:
         for fd in fds:
             os.close(fd)
         raise
+
+
+def why_not_warm(request: Request) -> str | None:
+    """What this launcher cannot give the request's process, which a cold start would."""
+    same_python = os.path.realpath(request.executable) == os.path.realpath(sys.executable)
+    if not same_python or request.prefix != sys.prefix:  # another interpreter, or venv
+        return f"it runs {sys.executable}, the run asks for {request.executable}"
+    if python_variables(request.env) != python_variables(LAUNCHER_ENV):
+        return "the run's PYTHON* variables differ from the launcher's"
+    return None
+
+
+def client_gone(conn: socket.socket) -> bool:
+    """Whether the client closed its end (a peek: nothing is consumed, nothing waited for)."""
+    conn.setblocking(False)
+    try:
+        return conn.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
+def kill_run(pid: int, number: int) -> None:
+    """Signal a flow-run process and its process group (none yet if it has not reached setsid)."""
+    for kill in (os.kill, os.killpg):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            kill(pid, number)
 
 
 def send(conn: socket.socket | None, message: dict) -> None:
@@ -159,6 +212,8 @@ class Launcher:
         try:
             while not self.stopping:
                 for key, _ in selector.select():
+                    if self.stopping:
+                        break
                     if key.data == "signal":
                         os.read(wake_r, 512)
                         self._reap(selector)
@@ -181,6 +236,7 @@ class Launcher:
     def _listen(self) -> socket.socket:
         if self.socket_path.exists():
             probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            probe.settimeout(2)
             try:
                 probe.connect(str(self.socket_path))
             except OSError:
@@ -208,21 +264,39 @@ class Launcher:
             if peer_uid(conn) != os.getuid():
                 raise PermissionError("the client runs as another user")
             request = read_request(conn)
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            log(f"refused a request: {exc}")
-            send(conn, {"error": str(exc)})
+        except Exception as exc:  # noqa: BLE001 - one bad request must not stop the launcher
+            log(f"refused a request: {exc!r}")
+            send(conn, {"error": repr(exc)})
+            conn.close()
+            return None
+        refusal = why_not_warm(request)
+        if refusal or client_gone(conn):  # a client gone (or timed out) gets no run
+            for fd in request.fds:
+                os.close(fd)
+            send(conn, {"error": refusal or "the client left"})
             conn.close()
             return None
         sys.stdout.flush()
         sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:
+        signal.pthread_sigmask(signal.SIG_BLOCK, BLOCKED_AROUND_FORK)
+        try:
+            pid = os.fork()
+        except OSError as exc:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, BLOCKED_AROUND_FORK)
+            for fd in request.fds:
+                os.close(fd)
+            log(f"cannot fork: {exc}")
+            send(conn, {"error": f"cannot fork: {exc}"})
+            conn.close()
+            return None
+        if pid == 0:  # signals stay blocked until become_flow_run has reset the handlers
             selector.close()
             conn.close()
             for run in self.runs.values():
                 if run.client is not None:
                     run.client.close()
             return request
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, BLOCKED_AROUND_FORK)
         for fd in request.fds:
             os.close(fd)
         conn.setblocking(False)
@@ -233,7 +307,9 @@ class Launcher:
 
     def _client_readable(self, pid: int, selector: selectors.BaseSelector) -> None:
         """A client sends nothing after its request: readable means it went away."""
-        run = self.runs[pid]
+        run = self.runs.get(pid)
+        if run is None or run.client is None:  # reaped in the same batch
+            return
         try:
             if run.client.recv(1):
                 return
@@ -244,9 +320,8 @@ class Launcher:
         selector.unregister(run.client)
         run.client.close()
         run.client = None
-        log(f"the client of flow-run process {pid} went away; killing its process group")
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)
+        log(f"the client of flow-run process {pid} went away; killing it and its process group")
+        kill_run(pid, signal.SIGKILL)
 
     def _reap(self, selector: selectors.BaseSelector) -> None:
         while True:
@@ -270,15 +345,15 @@ class Launcher:
         self.stopping = True
 
     def _stop_runs(self, selector: selectors.BaseSelector) -> None:
-        """SIGTERM every running child's group; whatever outlives STOP_GRACE_S dies with the
-        launcher (PR_SET_PDEATHSIG)."""
+        """SIGTERM every running child and its group; SIGKILL what outlives STOP_GRACE_S."""
         for pid in self.runs:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(pid, signal.SIGTERM)
+            kill_run(pid, signal.SIGTERM)
         deadline = time.monotonic() + STOP_GRACE_S
         while self.runs and time.monotonic() < deadline:
             self._reap(selector)
             time.sleep(0.1)
+        for pid in self.runs:
+            kill_run(pid, signal.SIGKILL)
 
 
 def become_flow_run(request: Request, launcher_pid: int) -> None:
@@ -291,18 +366,28 @@ def become_flow_run(request: Request, launcher_pid: int) -> None:
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, BLOCKED_AROUND_FORK)
     for target, fd in enumerate(request.fds):
         os.dup2(fd, target)
         os.close(fd)
     os.chdir(request.cwd)
     os.environ.clear()
     os.environ.update(request.env)
+    time.tzset()
     sys.path[0] = request.cwd  # as `python -m` puts its working directory first
+    importlib.invalidate_caches()  # flow files written since the launcher looked
 
     import prefect.context
     import prefect.logging.configuration as logging_configuration
 
+    # Rebuilt from this environment, not derived from the launcher's (profiles, home).
+    prefect.context.GLOBAL_SETTINGS_CONTEXT = None
     prefect.context.refresh_global_settings_context()
+    # dictConfig keeps handlers on loggers it does not name: drop the launcher's first.
+    for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]:
+        if isinstance(logger, logging.Logger):
+            for handler in list(logger.handlers):
+                logger.removeHandler(handler)
     logging_configuration.PROCESS_LOGGING_CONFIG.clear()
     logging_configuration.setup_logging(incremental=False)
     import prefect.engine

@@ -15,7 +15,8 @@ import os
 import secrets
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 from deployments import settings
@@ -293,6 +294,15 @@ class LocalStack:
             raise
         if with_worker:
             self.wait_for_worker()
+
+    @contextmanager
+    def running(self, with_worker: bool = True) -> Iterator[LocalStack]:
+        """`up`, then `down` however the block ends (also when `up` fails halfway)."""
+        try:
+            self.up(with_worker)
+            yield self
+        finally:
+            self.down()
 
     def down(self) -> None:
         # The worker first: a worker whose server is gone may ignore SIGTERM for a while.

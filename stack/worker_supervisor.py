@@ -83,17 +83,27 @@ class Supervisor:
         if config.warm_launcher and runs_processes(worker_args):
             self.launcher_dir = Path(tempfile.mkdtemp(prefix="flow-launcher-"))
             self.env[SOCKET_ENV] = str(self.launcher_dir / "launcher.sock")
+        self.launcher_backoff_s = 1.0
+        self.launcher_started_at = 0.0
         self.stopping = False
         self.restarts = 0
 
     def keep_launcher(self) -> None:
-        """Start the launcher, or start it again when it exited; runs that find none start cold."""
+        """Start the launcher, or start it again when it exited: at once after a long life, ever
+        more slowly when it keeps failing early. Runs that find none meanwhile start cold."""
         if self.launcher_dir is None or (self.launcher and self.launcher.poll() is None):
             return
+        now = time.monotonic()
         if self.launcher is not None:
+            if now - self.launcher_started_at > START_GRACE_S:
+                self.launcher_backoff_s = 1.0
+            if now < self.launcher_started_at + self.launcher_backoff_s:
+                return
             log(f"launcher exited with code {self.launcher.returncode}; starting it again")
+            self.launcher_backoff_s = min(self.launcher_backoff_s * 2, MAX_BACKOFF_S)
         command = [sys.executable, "-m", "stack.launcher", self.env[SOCKET_ENV]]
         self.launcher = subprocess.Popen(command, stdin=subprocess.DEVNULL, env=self.env)
+        self.launcher_started_at = now
         log(f"started launcher pid {self.launcher.pid}")
 
     def stop_launcher(self) -> None:
@@ -188,9 +198,12 @@ class Supervisor:
 def runs_processes(worker_args: list[str]) -> bool:
     """Whether the worker is a process worker (Prefect's default type), whose runs the launcher
     can fork; a Docker worker's runs start in containers."""
-    for flag in ("--type", "-t"):
-        if flag in worker_args[:-1]:
-            return worker_args[worker_args.index(flag) + 1] == "process"
+    for index, arg in enumerate(worker_args):
+        if arg in ("--type", "-t") and index + 1 < len(worker_args):
+            return worker_args[index + 1] == "process"
+        for prefix in ("--type=", "-t"):
+            if arg.startswith(prefix) and arg != prefix.rstrip("="):
+                return arg[len(prefix) :] == "process"
     return True
 
 

@@ -4,16 +4,21 @@ launcher the worker supervisor runs. `cold`: the client finds no launcher (FLOW_
 empty, as with WARM_LAUNCHER=0) and becomes `python -m prefect.engine` itself.
 
 The stack is this module's own: some runs here fail or crash on purpose, which the shared live
-stack's log check would rightly refuse."""
+stack's log check would rightly refuse. The last tests speak the launcher's protocol to a launcher
+of their own: a bad request is refused and the launcher serves on."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
+import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from uuid import uuid4
 
 import pytest
 from prefect import Flow
@@ -24,7 +29,7 @@ from prefect.states import Cancelling
 
 from stack.launch import SOCKET_ENV
 from stack.local import LocalStack
-from stack.processes import proc_stat, process_is_running
+from stack.processes import live_children, proc_stat, process_is_running, terminate_then_kill
 from tests.deployed_flows import deployed_test_flow, product_job_variables
 from tests.live_stack import new_stack, stack_client, unique, wait_for_final_state, wait_until
 from tests.reliability.flows import describe_process, exit_with, raise_error
@@ -36,12 +41,8 @@ PATH_ENV = {"warm": {}, "cold": {SOCKET_ENV: ""}}
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory) -> Iterator[LocalStack]:
-    stack = new_stack(tmp_path_factory, "launcher")
-    try:
-        stack.up()
+    with new_stack(tmp_path_factory, "launcher").running() as stack:
         yield stack
-    finally:
-        stack.down()
 
 
 @pytest.fixture(scope="module")
@@ -196,9 +197,8 @@ def test_kill_9_of_the_client_ends_the_run_and_leaves_no_process(api, stack, pat
 
 def test_runs_start_cold_when_the_launcher_is_turned_off(tmp_path_factory, tmp_path) -> None:
     """WARM_LAUNCHER=0: the supervisor runs no launcher and names none to the worker."""
-    cold = new_stack(tmp_path_factory, "launcher-off", extra_env={"WARM_LAUNCHER": "0"})
-    try:
-        cold.up()
+    off = new_stack(tmp_path_factory, "launcher-off", extra_env={"WARM_LAUNCHER": "0"})
+    with off.running() as cold:
         assert "started launcher" not in cold.worker.log_path.read_text()
         with stack_client(cold) as api, deployed(api, cold, describe_process) as full_name:
             deployment = api.read_deployment_by_name(full_name)
@@ -208,5 +208,87 @@ def test_runs_start_cold_when_the_launcher_is_turned_off(tmp_path_factory, tmp_p
             final = wait_for_final_state(api, run.id)
         assert final.state.type == StateType.COMPLETED, final.state
         assert "worker start" in facts(tmp_path, run)["parent"]
+
+
+@pytest.fixture
+def launcher_process(tmp_path) -> Iterator[subprocess.Popen]:
+    """A warm launcher of its own, on the socket `tmp_path`/launcher.sock."""
+    path = tmp_path / "launcher.sock"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "stack.launcher", str(path)],
+        stdin=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_until(lambda: path.exists() or process.poll() is not None, 60, "the launcher")
+        assert process.poll() is None, process.stderr.read()
+        yield process
+        assert process.poll() is None, "the launcher stopped"
     finally:
-        cold.down()
+        terminate_then_kill(process, 15)
+
+
+@pytest.fixture
+def launcher(launcher_process, tmp_path) -> Path:
+    """The socket of `launcher_process`."""
+    return tmp_path / "launcher.sock"
+
+
+def send_request(path: Path, body: bytes) -> dict:
+    """`body` with this process's stdio as the request; the launcher's first answer."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.settimeout(30)
+        conn.connect(str(path))
+        socket.send_fds(conn, [body + b"\n"], [0, 1, 2])
+        return json.loads(conn.makefile("rb").readline())
+
+
+def request(**changes) -> bytes:
+    body = {
+        "argv": [],
+        "env": dict(os.environ),
+        "cwd": os.getcwd(),
+        "executable": sys.executable,
+        "prefix": sys.prefix,
+    }
+    return json.dumps({**body, **changes}).encode()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"not json", b"[" * 100_000, json.dumps({"argv": []}).encode()],
+    ids=["not-json", "nested-too-deep", "fields-missing"],
+)
+def test_a_malformed_request_is_refused_and_the_launcher_serves_on(launcher, body) -> None:
+    assert "error" in send_request(launcher, body)
+    # The next request is served: refused here for what it asks, which needs a working launcher.
+    answer = send_request(launcher, request(executable="/nonexistent/python"))
+    assert "it runs" in answer["error"], answer
+
+
+def test_a_client_that_leaves_at_once_leaves_no_process(launcher_process, launcher) -> None:
+    """Whether the launcher reads the request before or after the client is gone, no flow-run
+    process outlives the client. A forked one would wait a minute on this API, which accepts
+    connections and never answers."""
+    with socket.create_server(("127.0.0.1", 0), backlog=64) as silent_api:
+        api_url = f"http://127.0.0.1:{silent_api.getsockname()[1]}/api"
+        env = {**os.environ, "PREFECT_API_URL": api_url, "PREFECT__FLOW_RUN_ID": str(uuid4())}
+        for _ in range(10):
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+                conn.connect(str(launcher))
+                socket.send_fds(conn, [request(env=env) + b"\n"], [0, 1, 2])
+        # The launcher answers in turn: once this one is answered, it has handled the ten.
+        assert "error" in send_request(launcher, request(executable="/nonexistent/python"))
+        wait_until(
+            lambda: not live_children(launcher_process.pid),
+            30,
+            "no flow-run process left of the clients that left",
+        )
+
+
+def test_a_run_with_other_interpreter_settings_is_refused_so_it_starts_cold(launcher) -> None:
+    other_prefix = send_request(launcher, request(prefix="/other/venv"))
+    assert "the run asks for" in other_prefix["error"], other_prefix
+    hashed = send_request(launcher, request(env={**os.environ, "PYTHONHASHSEED": "7"}))
+    assert "PYTHON* variables differ" in hashed["error"], hashed

@@ -68,7 +68,10 @@ def test_port_in_use_is_named_and_nothing_starts(user_env) -> None:
     with socket.socket() as squatter:
         squatter.bind(("127.0.0.1", port))
         squatter.listen()
-        result = make("up", user_env)
+        try:
+            result = make("up", user_env)
+        finally:
+            make("down", user_env)  # nothing to stop, unless the test is about to fail
     assert result.returncode != 0
     assert f"port {port}" in result.stderr and "already in use" in result.stderr
     assert not (Path(user_env["LOCAL_STATE_DIR"]) / "pids" / "server.pid").exists()
@@ -80,7 +83,10 @@ def test_a_server_that_cannot_start_points_to_its_log(user_env, tmp_path) -> Non
     user_env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = (
         f"sqlite+aiosqlite:///{tmp_path}/missing-dir/prefect.db"
     )
-    result = make("up", user_env)
+    try:
+        result = make("up", user_env)
+    finally:
+        make("down", user_env)  # nothing to stop, unless the test is about to fail
     assert result.returncode != 0
     log_path = Path(user_env["LOCAL_STATE_DIR"]) / "logs" / "server.log"
     assert str(log_path) in result.stderr
