@@ -1,7 +1,8 @@
 """`make bench`: every measure, side by side for Prefect's defaults, this repository's tuned
 settings on embedded SQLite with every run a fresh process, `make up`'s default (tuned, the warm
 launcher, PostgreSQL from the wheel) and plain Python, as a table (with the measured reason for
-each target not met), results/bench.json and results/bench.png.
+each target not met), results/bench.json and results/bench.png. A full-size run also writes its
+table, its reasons and its plot into docs/performance.md and docs/bench.png.
 
 `python -m bench.run` runs the full size (issue targets); `BENCH_SIZE=tiny` runs a few of each,
 with the three stacks at once, which is what `make test` does so the benchmark cannot rot. A full
@@ -14,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import signal
 import sys
 import tempfile
@@ -53,6 +55,8 @@ SIZES = {
     },
 }
 RESULTS_DIR = settings.REPO_ROOT / "results"
+PERFORMANCE_DOC = settings.REPO_ROOT / "docs" / "performance.md"
+DOC_START, DOC_END = "<!-- make bench: start -->", "<!-- make bench: end -->"
 
 
 def measure_variant(variant: str, size_name: str, root: Path, figures: dict, save) -> None:
@@ -208,6 +212,22 @@ def render(rows: list[tuple[str, ...]]) -> str:
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 
 
+def write_docs(results: dict, png: Path) -> None:
+    """Put the run's table, machine and reasons between the markers of docs/performance.md,
+    and its plot at docs/bench.png."""
+    reasons = "".join(f"- {reason}\n" for reason in results["unmet"]) or "Every target met.\n"
+    block = (
+        f"{DOC_START}\n`make bench` on {results['machine']}, "
+        f"{results['size']['latency_runs']} sequential runs and "
+        f"{results['size']['throughput_runs']} at once per stack:\n\n{results['table']}\n\n"
+        f"Targets not met, and why (measured in the same run):\n\n{reasons}{DOC_END}"
+    )
+    text = PERFORMANCE_DOC.read_text()
+    start, end = text.index(DOC_START), text.index(DOC_END) + len(DOC_END)
+    PERFORMANCE_DOC.write_text(text[:start] + block + text[end:])
+    shutil.copyfile(png, PERFORMANCE_DOC.with_name("bench.png"))
+
+
 def resumable(previous: dict, results: dict) -> dict:
     """The variants of an earlier run of the same size on the same machine that finished."""
     if previous.get("size") != results["size"] or previous.get("machine") != results["machine"]:
@@ -277,11 +297,14 @@ def main() -> int:
     results["unmet"] = unmet_targets(results, os.cpu_count() or 1)
     save()
     draw(results, RESULTS_DIR / f"{stem}.png")
+    if size_name == "full":
+        write_docs(results, RESULTS_DIR / f"{stem}.png")
     print(table)
     print("\nTargets not met, and why (measured):" if results["unmet"] else "\nEvery target met.")
     for reason in results["unmet"]:
         print(f"- {reason}")
-    print(f"\nwritten: results/{stem}.json, results/{stem}.png")
+    docs = ", docs/performance.md, docs/bench.png" if size_name == "full" else ""
+    print(f"\nwritten: results/{stem}.json, results/{stem}.png{docs}")
     return 0
 
 

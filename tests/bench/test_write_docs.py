@@ -1,0 +1,29 @@
+"""A full `make bench` writes its table and reasons into docs/performance.md, between the markers
+and nowhere else, and its plot next to it."""
+
+from __future__ import annotations
+
+from bench import run
+
+
+def test_the_table_replaces_only_what_is_between_the_markers(tmp_path, monkeypatch) -> None:
+    doc = tmp_path / "performance.md"
+    doc.write_text(f"# Before\n\n{run.DOC_START}\nold table\n{run.DOC_END}\n\n## After\n")
+    png = tmp_path / "bench-run.png"
+    png.write_bytes(b"plot")
+    monkeypatch.setattr(run, "PERFORMANCE_DOC", doc)
+    results = {
+        "machine": "2 cores, 3.11.7, x86_64",
+        "size": {"latency_runs": 30, "throughput_runs": 100},
+        "table": "| metric | a |\n|---|---|\n| p50 | 1.00 s |",
+        "unmet": ["p50 too slow: because"],
+    }
+    run.write_docs(results, png)
+    text = doc.read_text()
+    assert text.startswith("# Before\n\n") and text.endswith("\n\n## After\n")
+    assert "old table" not in text
+    assert "`make bench` on 2 cores, 3.11.7, x86_64, 30 sequential runs and 100 at once" in text
+    assert "| p50 | 1.00 s |" in text and "- p50 too slow: because\n" in text
+    assert (tmp_path / "bench.png").read_bytes() == b"plot"
+    run.write_docs({**results, "unmet": []}, png)  # again: the markers are kept
+    assert doc.read_text().count(run.DOC_START) == 1 and "Every target met." in doc.read_text()
