@@ -2,7 +2,10 @@
 SHELL := /bin/bash
 VENV := .venv
 PY := $(VENV)/bin/python
-TEST_WORKERS ?= 2
+# pytest-xdist workers. make test's tests mostly wait on real processes, so three keep two cores
+# busy; the reliability scenarios time fault windows and get two.
+TEST_WORKERS ?= 3
+RELIABILITY_WORKERS ?= 2
 # uv installs the lock file; bootstrapped with pip when the machine has none.
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 export DO_NOT_TRACK := 1
@@ -39,9 +42,8 @@ apply: $(VENV)/.synced  ## make the server match prefect.yaml (pool, deploy, sch
 # Debian installs the PostgreSQL server binaries off PATH.
 PYTEST := PATH="$$PATH:/usr/lib/postgresql/15/bin" $(VENV)/bin/pytest
 
-# Two xdist workers: much of the suite waits on real processes. tests/conftest.py gives each
-# worker whole units of work, all the tests on one live stack or one module, longest first, so
-# each stack starts once.
+# tests/conftest.py gives each xdist worker whole units of work, all the tests on one live stack
+# or one module, longest first, so each stack starts once.
 test: $(VENV)/.synced  ## unit, integrity, end-to-end, browser and compose tests against real processes
 	scripts/install-test-tools
 	$(PYTEST) -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder \
@@ -61,7 +63,7 @@ containers: $(VENV)/.synced  ## the compose stack in real containers (CI runs it
 # tests share its stack; each worker starts the live stack once.
 reliability: $(VENV)/.synced  ## the long reliability scenarios (CI runs them after make test)
 	scripts/install-test-tools
-	SOAK_RUNS=50 SOAK_WORKERS=3 $(PYTEST) -n $(TEST_WORKERS) --dist loadfile \
+	SOAK_RUNS=50 SOAK_WORKERS=3 $(PYTEST) -n $(RELIABILITY_WORKERS) --dist loadfile \
 		-m reliability tests/reliability
 
 soak: $(VENV)/.synced  ## 300 runs through 2 workers on PostgreSQL

@@ -83,7 +83,7 @@ def _postgres_user_passes_through_temporary_directories(tmp_path_factory) -> Non
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log):
-    """`make test` runs `pytest -n 2 --dist loadscope --no-loadscope-reorder`: with that, each
+    """`make test` runs `pytest -n 3 --dist loadscope --no-loadscope-reorder`: with that, each
     live stack's tests go to one xdist worker (stack_scope), in the order above."""
     if config.getoption("dist") != "loadscope":
         return None
