@@ -15,8 +15,10 @@ export DO_NOT_TRACK := 1
 $(UV):
 	python3 -m pip install --user --quiet "uv==0.13.9"  # the version uv.lock was written with
 
+# --compile-bytecode: once here, instead of in every process that first imports Prefect (make up
+# and the tests start many at once on a fresh clone).
 $(VENV)/.synced: uv.lock pyproject.toml | $(UV)
-	$(UV) sync --frozen --python python3.11
+	$(UV) sync --frozen --python python3.11 --compile-bytecode
 	touch $@
 
 # `make up DB=sqlite`: Prefect's embedded SQLite instead of PostgreSQL from the wheel.
