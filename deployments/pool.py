@@ -15,7 +15,7 @@ import sys
 
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.actions import WorkPoolCreate, WorkPoolUpdate
-from prefect.exceptions import ObjectNotFound
+from prefect.exceptions import ObjectAlreadyExists, ObjectNotFound
 from prefect.workers.process import ProcessWorker
 
 from deployments import settings
@@ -52,16 +52,19 @@ async def ensure_pool(
         try:
             existing = await client.read_work_pool(name)
         except ObjectNotFound:
-            await client.create_work_pool(
-                WorkPoolCreate(
-                    name=name,
-                    type=pool_type,
-                    description=description,
-                    base_job_template=_base_job_template(pool_type),
-                    concurrency_limit=concurrency_limit,
+            try:
+                await client.create_work_pool(
+                    WorkPoolCreate(
+                        name=name,
+                        type=pool_type,
+                        description=description,
+                        base_job_template=_base_job_template(pool_type),
+                        concurrency_limit=concurrency_limit,
+                    )
                 )
-            )
-            return "created"
+                return "created"
+            except ObjectAlreadyExists:  # a worker that started meanwhile created it
+                existing = await client.read_work_pool(name)
         if existing.type != pool_type:
             raise PoolConflict(
                 f"work pool {name!r} exists with type {existing.type!r}, not {pool_type!r}; "
