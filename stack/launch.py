@@ -37,7 +37,7 @@ def say(message: str) -> None:
 
 
 def run_cold(args: list[str]) -> None:
-    """Today's path: this process becomes `python -m prefect.engine ARGS`."""
+    """The cold path: this process becomes `python -m prefect.engine ARGS`."""
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(sys.executable, [sys.executable, "-m", "prefect.engine", *args])
