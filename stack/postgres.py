@@ -26,7 +26,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from stack.processes import free_port, process_is_running
+from stack.processes import free_port, proc_cmdline, process_is_running
 
 USER = DATABASE = "prefect"
 
@@ -87,10 +87,12 @@ class LocalDatabase:
 
     @property
     def pid(self) -> int | None:
-        """The running server's process id, from data/postmaster.pid."""
+        """The running server's process id, from data/postmaster.pid (a file left by a server
+        that died, whose pid another program now has, names none)."""
         lines = self._postmaster()
         pid = int(lines[0]) if lines and lines[0].strip().isdigit() else None
-        return pid if pid and process_is_running(pid) else None
+        alive = pid and process_is_running(pid) and "postgres" in proc_cmdline(pid)
+        return pid if alive else None
 
     @property
     def url(self) -> str:
