@@ -82,6 +82,8 @@ def supervisor_decisions(stack: LocalStack) -> dict[str, int]:
 
 
 def stack_cpu_seconds(stack: LocalStack) -> float:
-    """CPU seconds used so far by the stack's server and worker supervisor, their live
-    descendants (worker, flow-run processes) and the children they have already reaped."""
-    return tree_cpu_seconds(*(pid for pid in (stack.server.pid, stack.worker.pid) if pid))
+    """CPU seconds used so far by the stack's server, worker supervisor and embedded PostgreSQL,
+    their live descendants (worker, launcher, flow-run processes, database backends) and the
+    children they have already reaped."""
+    database = stack.local_database.pid if stack.local_database else None
+    return tree_cpu_seconds(*(pid for pid in (stack.server.pid, stack.worker.pid, database) if pid))

@@ -86,13 +86,14 @@ _WHOLE_NUMBERS = {
     "worker_limit": 1,
     "pool_concurrency_limit": 1,
     "worker_health_port": 1,
-    "worker_query_seconds": 1,
     "worker_prefetch_seconds": 1,
     "flow_heartbeat_seconds": 30,  # Prefect's minimum
     "slot_wait_seconds": 1,
     "soak_runs": 1,
     "soak_workers": 1,
 }
+# Settings that may be fractions of a second, with their least allowed value.
+_SECONDS = {"worker_query_seconds": 0.1}
 # Switches: the value that turns each on; 0, false or empty turn it off, anything else is refused.
 _SWITCHES = {"auth": "1", "bench_resume": "1", "warm_launcher": "1"}
 
@@ -129,9 +130,10 @@ class Settings(BaseSettings):
     # The worker's health endpoint (Prefect's `--with-healthcheck`), polled by
     # stack/worker_supervisor.py, which restarts a worker that stays unhealthy.
     worker_health_port: int = _variable(HEALTH_PORT_ENV, 4201)
-    # Prefect's default polls every 10 s; 2 s keeps pickup fast without making the embedded
-    # SQLite server busy.
-    worker_query_seconds: int = _variable("PREFECT_WORKER_QUERY_SECONDS", 2)
+    # Prefect's default polls every 10 s, so a triggered run waits 5 s on average before a worker
+    # sees it; every 0.5 s it waits 0.25 s, for one small query per poll. Prefect counts a worker
+    # unhealthy after 30 polls without one (15 s).
+    worker_query_seconds: float = _variable("PREFECT_WORKER_QUERY_SECONDS", 0.5)
     worker_prefetch_seconds: int = _variable("PREFECT_WORKER_PREFETCH_SECONDS", 10)
     # The supervisor runs the warm launcher (stack/launcher.py) next to a process worker, so a
     # run forks an imported Prefect instead of importing it again; 0 starts every run cold.
@@ -176,6 +178,26 @@ class Settings(BaseSettings):
             )
         return int(text)
 
+    @field_validator(*_SECONDS, mode="before")
+    @classmethod
+    def _seconds(cls, raw, info: ValidationInfo):
+        if raw is None or isinstance(raw, (int, float)):
+            return raw
+        least = _SECONDS[info.field_name]
+        text = str(raw).strip()
+        if not text:
+            return Settings.model_fields[info.field_name].default
+        try:
+            value = float(text)
+        except ValueError:
+            value = None
+        if value is None or not least <= value < float("inf"):
+            raise ValueError(
+                f"{variable_name(info.field_name)} must be a number of seconds of at least "
+                f"{least}, not {raw!r}"
+            )
+        return value
+
     @field_validator(*_SWITCHES, mode="before")
     @classmethod
     def _switch(cls, raw, info: ValidationInfo):
@@ -218,10 +240,15 @@ class Settings(BaseSettings):
         """The tuned worker settings, as the worker's environment. The flow-run processes
         inherit the worker's environment, so the heartbeat setting goes here too."""
         return {
-            "PREFECT_WORKER_QUERY_SECONDS": str(self.worker_query_seconds),
+            "PREFECT_WORKER_QUERY_SECONDS": _text(self.worker_query_seconds),
             "PREFECT_WORKER_PREFETCH_SECONDS": str(self.worker_prefetch_seconds),
             "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(self.flow_heartbeat_seconds),
         }
+
+
+def _text(value) -> str:
+    """A setting's value as its environment variable spells it (2.0 seconds as "2")."""
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def variable_name(field_name: str) -> str:
@@ -233,7 +260,7 @@ def defaults() -> dict[str, str]:
     """Every setting's variable and its default as text, as docker-compose.yml would spell it
     (settings without a default, such as the pool name from prefect.toml, are left out)."""
     return {
-        variable_name(name): "" if field.default is None else str(field.default)
+        variable_name(name): "" if field.default is None else _text(field.default)
         for name, field in Settings.model_fields.items()
         if field.default_factory is None and not isinstance(field.default, bool)
     }

@@ -10,7 +10,8 @@ deployments' command, `python -m stack.launch` (stack/launch.py), is its client.
 
 Contract:
 - It imports Prefect and what a flow run needs of it (PRELOAD), never the flows: the next run
-  sees a code change without a restart.
+  sees a code change without a restart. Its API clients share one verified TLS context per CA
+  file (stack/shared_tls.py), built before the first fork.
 - It starts no thread and no event loop: forking a process that has threads is unsafe. It checks
   that Prefect's import left it single-threaded, and refuses to serve otherwise.
 - Each request carries the client's argv, environment and working directory, and its stdin,
@@ -67,6 +68,12 @@ PRELOAD = (
     "prefect.deployments.steps.utility",
     "prefect.runner.storage",
     "prefect._internal.metrics",
+    # imported lazily on the way (parameter schemas, the flow's graph, anyio's event loop)
+    "pydantic.v1",
+    "prefect.utilities.visualization",
+    "prefect._internal.pytz",
+    "anyio._backends._asyncio",
+    "encodings.idna",
 )
 REQUEST_TIMEOUT_S = 2.0  # a client sends its whole request at once; nobody waits longer
 # Held back from before a fork until the child has reset its handlers.
@@ -102,10 +109,14 @@ class Run:
 
 
 def preload() -> float:
-    """Import PRELOAD; the seconds it took."""
+    """Import PRELOAD and build the API clients' TLS context once (stack/shared_tls.py); the
+    seconds it took."""
     started = time.monotonic()
     for module in PRELOAD:
         importlib.import_module(module)
+    from stack import shared_tls
+
+    shared_tls.install()
     return time.monotonic() - started
 
 

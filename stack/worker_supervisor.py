@@ -3,8 +3,8 @@
 Starts `prefect worker start ARGS --with-healthcheck`, polls the worker's own health endpoint
 (`/health` on PREFECT_WORKER_WEBSERVER_PORT, deployments/settings.py) and restarts the worker
 when it exits, or when the endpoint stays unhealthy for UNHEALTHY_AFTER_S. Prefect reports a
-worker unhealthy when it has not polled its pool for 30 poll intervals (60 s with this
-repository's 2 s polling), e.g. when its loop hangs. Nothing else acts on that endpoint: Docker
+worker unhealthy when it has not polled its pool for 30 poll intervals (15 s with this
+repository's 0.5 s polling), e.g. when its loop hangs. Nothing else acts on that endpoint: Docker
 only labels a container unhealthy (it restarts containers that exit), and systemd does not poll
 HTTP.
 

@@ -292,3 +292,40 @@ def test_a_run_with_other_interpreter_settings_is_refused_so_it_starts_cold(laun
     assert "the run asks for" in other_prefix["error"], other_prefix
     hashed = send_request(launcher, request(env={**os.environ, "PYTHONHASHSEED": "7"}))
     assert "PYTHON* variables differ" in hashed["error"], hashed
+
+
+SHARED_TLS_PROBE = """
+import json, ssl, sys
+from stack import shared_tls
+shared_tls.install()
+from prefect.client.orchestration import PrefectClient, SyncPrefectClient
+
+def context(client):
+    return client._client._transport._pool._ssl_context
+
+clients = [PrefectClient("http://127.0.0.1:9/api"), SyncPrefectClient("http://127.0.0.1:9/api")]
+other = shared_tls.SharedVerifiedContexts()
+print(json.dumps({
+    "shared": len({id(context(c)) for c in clients}) == 1,
+    "verified": all(context(c).verify_mode == ssl.CERT_REQUIRED for c in clients),
+    "per_file": other.create_default_context(cafile=sys.argv[1])
+        is not other.create_default_context(cafile=sys.argv[2]),
+    "unverified_fresh": other.create_default_context() is not other.create_default_context(),
+}))
+"""
+
+
+def test_api_clients_share_one_verified_tls_context_per_ca_file(tmp_path) -> None:
+    import certifi
+
+    copy = tmp_path / "ca.pem"
+    copy.write_bytes(Path(certifi.where()).read_bytes())
+    result = subprocess.run(
+        [sys.executable, "-c", SHARED_TLS_PROBE, certifi.where(), str(copy)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    facts = json.loads(result.stdout.splitlines()[-1])
+    assert facts == {"shared": True, "verified": True, "per_file": True, "unverified_fresh": True}

@@ -36,7 +36,7 @@ def test_defaults(clean_env) -> None:
     assert config.worker_health_port == 4201
     assert (config.worker_limit, config.pool_concurrency_limit) == (4, None)
     assert config.worker_env() == {
-        "PREFECT_WORKER_QUERY_SECONDS": "2",
+        "PREFECT_WORKER_QUERY_SECONDS": "0.5",
         "PREFECT_WORKER_PREFETCH_SECONDS": "10",
         "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30",
     }
@@ -70,6 +70,13 @@ def test_each_setting_is_read_from_its_one_name(clean_env) -> None:
     }
 
 
+def test_the_poll_interval_may_be_a_fraction_of_a_second(clean_env) -> None:
+    clean_env.setenv("PREFECT_WORKER_QUERY_SECONDS", "0.5")
+    config = settings.current()
+    assert config.worker_query_seconds == 0.5
+    assert config.worker_env()["PREFECT_WORKER_QUERY_SECONDS"] == "0.5"
+
+
 def test_an_empty_variable_counts_as_unset(clean_env) -> None:
     clean_env.setenv("POOL_CONCURRENCY_LIMIT", "")  # as docker-compose.yml passes it through
     clean_env.setenv("WORKER_LIMIT", "  ")
@@ -86,6 +93,11 @@ def test_an_empty_variable_counts_as_unset(clean_env) -> None:
             "PREFECT_FLOWS_HEARTBEAT_FREQUENCY",
             "10",
             "PREFECT_FLOWS_HEARTBEAT_FREQUENCY must be a whole number of at least 30, not '10'",
+        ),
+        (
+            "PREFECT_WORKER_QUERY_SECONDS",
+            "0.01",
+            "PREFECT_WORKER_QUERY_SECONDS must be a number of seconds of at least 0.1, not '0.01'",
         ),
         ("PREFECT_AUTH", "yes", "PREFECT_AUTH must be 1 (on) or 0 (off), not 'yes'"),
         ("WARM_LAUNCHER", "off", "WARM_LAUNCHER must be 1 (on) or 0 (off), not 'off'"),
