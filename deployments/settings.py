@@ -39,6 +39,12 @@ WORK_POOL_TYPE = "process"
 # Only the stack sets it, for its worker; prefect.yaml reads it.
 FLOW_CODE_DIR_ENV = "FLOW_CODE_DIR"
 
+# compute_squares runs its chunk tasks on the Dask cluster whose scheduler answers at this address
+# (tcp://HOST:8786), read where the flow runs (flows/squares.py), for example from a deployment's
+# job-variable env; unset, on Prefect's default thread pool. Dask's own name: `distributed.Client()`
+# reads it too.
+DASK_SCHEDULER_ADDRESS_ENV = "DASK_SCHEDULER_ADDRESS"
+
 # `PREFECT_AUTH=1 make up` turns on basic auth for the local stack as in docker-compose.yml.
 AUTH_ENV = "PREFECT_AUTH"
 POOL_CONCURRENCY_LIMIT_ENV = "POOL_CONCURRENCY_LIMIT"

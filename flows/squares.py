@@ -1,10 +1,16 @@
 """Square numbers concurrently as Prefect tasks: one task per number, or one per chunk.
 
 Run in-process: ``python -m flows.squares 2 4 6`` or ``python -m flows.squares --range 0 1000000``.
+
+The tasks run on Prefect's default thread pool, or, when DASK_SCHEDULER_ADDRESS is set where the
+flow starts (a deployment's job-variable env, or the shell), on that Dask cluster. Its workers must
+import this repository (PYTHONPATH at a clone or the image's /opt/flows) with the same Prefect,
+prefect-dask and distributed versions, and reach the Prefect API (PREFECT_API_URL).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Sequence
 from typing import Annotated
@@ -18,8 +24,10 @@ from prefect.artifacts import (
 )
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFutureList, as_completed
+from prefect.task_runners import TaskRunner
 from pydantic import Field
 
+from deployments import settings
 from flows.chunked_squares import ChunkedSquares
 from flows.reports import progress_checkpoints, squares_summary, squares_table
 from flows.squares_input import SquaresInput, SquaresInputError, plan_squares
@@ -54,9 +62,27 @@ def square_chunk(numbers: range | list[int]) -> ChunkedSquares:
     return ChunkedSquares([square_numbers(numbers)])
 
 
+def chunk_task_runner() -> TaskRunner | None:
+    """A DaskTaskRunner on the cluster at DASK_SCHEDULER_ADDRESS, or None (Prefect's default
+    thread pool) when it is unset. Read when this module is imported, that is when a flow run
+    loads it."""
+    address = os.environ.get(settings.DASK_SCHEDULER_ADDRESS_ENV)
+    if not address:
+        return None
+    import cloudpickle
+    from prefect_dask import DaskTaskRunner
+
+    # A deployment run loads this file as a script (module `squares`), a name Dask workers cannot
+    # import: its tasks travel by value instead. flows.chunked_squares and the rest of the
+    # repository travel by reference, so the workers need the repository on their PYTHONPATH.
+    if __name__ != "flows.squares":
+        cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    return DaskTaskRunner(address=address)
+
+
 # No flow-level retries: the tasks retry on their own, and a retry of the whole flow would only
 # repeat a deterministic failure such as a bad combination of parameters.
-@flow(timeout_seconds=600, persist_result=True)
+@flow(timeout_seconds=600, persist_result=True, task_runner=chunk_task_runner())
 def compute_squares(
     numbers: list[int] | None = None,
     start: int | None = None,

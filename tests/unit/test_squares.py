@@ -5,9 +5,11 @@ import json
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.squares import (
     PROGRESS_MIN_TASKS,
+    chunk_task_runner,
     compute_squares,
     main,
     square,
@@ -142,3 +144,17 @@ def test_command_line_names_a_bad_range(capsys, prefect_harness: None) -> None:
     assert "`stop` (1) must not be less than `start` (5)" in capsys.readouterr().err
     assert main(["--range", "5"]) == 2
     assert "--range takes START STOP" in capsys.readouterr().err
+
+
+def test_chunks_run_on_prefects_default_runner_without_a_dask_address(monkeypatch) -> None:
+    monkeypatch.delenv("DASK_SCHEDULER_ADDRESS", raising=False)
+    assert chunk_task_runner() is None
+    assert isinstance(compute_squares.task_runner, ThreadPoolTaskRunner)
+
+
+def test_chunks_run_on_the_dask_cluster_named_by_the_address(monkeypatch) -> None:
+    from prefect_dask import DaskTaskRunner
+
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", "tcp://10.0.0.5:8786")
+    runner = chunk_task_runner()  # connects only when a flow run starts it
+    assert isinstance(runner, DaskTaskRunner) and runner.address == "tcp://10.0.0.5:8786"
