@@ -5,7 +5,9 @@
     python -m deployments check                        # prefect.yaml and its entrypoints only
 
 All take `--prefect-file PATH` (default: prefect.yaml) and reach the server through
-PREFECT_API_URL and PREFECT_API_AUTH_STRING, like every Prefect client.
+PREFECT_API_URL and PREFECT_API_AUTH_STRING, like every Prefect client. plan and apply take
+`--wait-for-server SECONDS`: a server that is still starting gets that long to answer (the compose
+deploy jobs wait for the server, or the load balancer, this way).
 
 Exit codes, as Terraform's `plan -detailed-exitcode`: plan exits 0 when the server matches,
 2 when there are changes, 1 on an error (a broken prefect.yaml, an unreachable server, a
@@ -39,6 +41,16 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_ERROR, f"error: {message}\n")
 
 
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value < float("inf"):
+        raise argparse.ArgumentTypeError(f"a number of seconds, 0 or more, not {text!r}")
+    return value
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m deployments", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -47,6 +59,13 @@ def _parser() -> argparse.ArgumentParser:
     prune = argparse.ArgumentParser(add_help=False)
     prune.add_argument(
         "--prune", action="store_true", help="delete owned objects no longer declared"
+    )
+    prune.add_argument(
+        "--wait-for-server",
+        type=_seconds,
+        default=0,
+        metavar="SECONDS",
+        help="wait this long for the server to answer first (default: not at all)",
     )
     show = commands.add_parser("plan", parents=[common, prune], help="show what apply would do")
     show.add_argument("--json", action="store_true", help="the plan as JSON, for CI")
@@ -66,13 +85,15 @@ def _run(args: argparse.Namespace) -> int:
         print(f"{args.prefect_file.name} OK: {', '.join(names)}")
         return EXIT_OK
     if args.command == "plan":
-        result = asyncio.run(plan(args.prefect_file, args.prune))
+        result = asyncio.run(plan(args.prefect_file, args.prune, args.wait_for_server))
         print(result.to_json() if args.json else render(result))
         if result.conflicts:
             print("error: conflicts: apply would stop (see above)", file=sys.stderr)
             return EXIT_ERROR
         return EXIT_CHANGES if result.has_changes else EXIT_OK
-    before, done = asyncio.run(apply(args.prefect_file, args.prune, args.adopt))
+    before, done = asyncio.run(
+        apply(args.prefect_file, args.prune, args.adopt, args.wait_for_server)
+    )
     print(render(before))
     print("Apply complete:" if done else "Apply complete: nothing to do.")
     for step in done:

@@ -8,10 +8,12 @@ and the plan has no conflict (or `adopt` takes the conflicting objects over).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 from uuid import UUID
 
@@ -28,26 +30,41 @@ from deployments.strict_parameters import apply_strict_parameters
 
 PREFECT = str(Path(sys.executable).with_name("prefect"))  # the CLI of this environment
 MAX_VARIABLE_CHARS = 5000  # Prefect's limit on a variable's value
+SERVER_POLL_S = 1.0  # how often --wait-for-server asks again
 
 
 class ApplyError(RuntimeError):
     """A step failed or was refused; the message says which and what to do."""
 
 
-async def _plan(client: PrefectClient, path: Path, prune: bool) -> tuple[Declared, Plan]:
-    error = await client.api_healthcheck()
-    if error is not None:
-        raise ApplyError(f"the Prefect server at {client.api_url} did not answer: {error}")
+async def _wait_for_server(client: PrefectClient, wait_s: float) -> None:
+    """Return once the server answers its health check; after `wait_s` seconds without an
+    answer (at once for 0), raise ApplyError naming the server and its last error."""
+    deadline = time.monotonic() + wait_s
+    while (error := await client.api_healthcheck()) is not None:
+        if time.monotonic() >= deadline:
+            within = f" within {wait_s:g} s" if wait_s else ""
+            raise ApplyError(
+                f"the Prefect server at {client.api_url} did not answer{within}: {error}"
+            )
+        await asyncio.sleep(SERVER_POLL_S)
+
+
+async def _plan(
+    client: PrefectClient, path: Path, prune: bool, wait_s: float = 0
+) -> tuple[Declared, Plan]:
+    await _wait_for_server(client, wait_s)
     declared = await load_declared(client, path)
     server = await read_server(client, declared)
     return declared, make_plan(declared, server, str(client.api_url), prune)
 
 
-async def plan(path: Path = settings.PREFECT_YAML, prune: bool = False) -> Plan:
-    """Check prefect.yaml, read the server and compare; changes nothing."""
+async def plan(path: Path = settings.PREFECT_YAML, prune: bool = False, wait_s: float = 0) -> Plan:
+    """Check prefect.yaml, read the server (waiting up to `wait_s` for it to answer) and
+    compare; changes nothing."""
     check_spec(path)
     async with get_client() as client:
-        return (await _plan(client, path, prune))[1]
+        return (await _plan(client, path, prune, wait_s))[1]
 
 
 def _deploy(path: Path) -> None:
@@ -110,13 +127,14 @@ async def _record_applied(client: PrefectClient, declared: Declared, server: Ser
 
 
 async def apply(
-    path: Path = settings.PREFECT_YAML, prune: bool = False, adopt: bool = False
+    path: Path = settings.PREFECT_YAML, prune: bool = False, adopt: bool = False, wait_s: float = 0
 ) -> tuple[Plan, list[str]]:
-    """Apply prefect.yaml; return the plan it started from and what it did, step by step."""
+    """Apply prefect.yaml, once the server answers (waiting up to `wait_s`); return the plan it
+    started from and what it did, step by step."""
     check_spec(path)
     pool_limit = settings.current().pool_concurrency_limit
     async with get_client() as client:
-        declared, before = await _plan(client, path, prune)
+        declared, before = await _plan(client, path, prune, wait_s)
         if before.conflicts and not adopt:
             names = ", ".join(f"{c.kind} {c.name}" for c in before.conflicts)
             raise ApplyError(

@@ -48,3 +48,18 @@ def test_unreachable_server_is_named(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "the Prefect server at http://127.0.0.1:9/api" in result.stderr
     assert "did not answer" in result.stderr
+
+
+def test_a_server_that_stays_away_is_named_after_the_wait() -> None:
+    result = run_cli("apply", "--wait-for-server", "2")
+    assert result.returncode == 1
+    assert "the Prefect server at http://127.0.0.1:9/api/ did not answer within 2 s" in (
+        result.stderr
+    )
+
+
+@pytest.mark.parametrize("wait", ["soon", "-1", "inf"])
+def test_a_bad_wait_is_refused_naming_it(wait: str) -> None:
+    result = run_cli("plan", "--wait-for-server", wait)
+    assert result.returncode == 1
+    assert f"--wait-for-server: a number of seconds, 0 or more, not {wait!r}" in result.stderr
