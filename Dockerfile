@@ -21,5 +21,9 @@ RUN useradd --create-home --uid 10001 prefect
 COPY . .
 
 USER prefect
+# The server writes the UI's built files, with this stack's API address in them, at start: into
+# the user's home, since the installed package is root's and read-only (the UI is not served
+# otherwise).
 ENV PREFECT_HOME=/home/prefect/.prefect \
+    PREFECT_SERVER_UI_STATIC_DIRECTORY=/home/prefect/.prefect/ui \
     DO_NOT_TRACK=1

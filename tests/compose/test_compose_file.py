@@ -7,6 +7,7 @@ import re
 import tomllib
 
 import pytest
+import yaml
 from prefect.settings import Settings
 from prefect.settings.legacy import _get_settings_fields
 
@@ -18,6 +19,16 @@ from tests.compose.compose import (
     resolved_services,
     write_env_file,
 )
+
+
+def compose_networks(tmp_path) -> dict[str, dict]:
+    env_file = write_env_file(
+        tmp_path / ".env", POSTGRES_PASSWORD="pw", API_AUTH_STRING="a:b", ENCRYPTION_KEY="k"
+    )
+    result = compose_config(env_file)
+    assert result.returncode == 0, result.stderr
+    return yaml.safe_load(result.stdout)["networks"]
+
 
 SECRETS = ("POSTGRES_PASSWORD", "API_AUTH_STRING", "ENCRYPTION_KEY")
 RAW = COMPOSE_FILE.read_text()
@@ -36,16 +47,30 @@ def services(tmp_path):
     return resolved_services(env_file)
 
 
-DOCKER_POOL = {"registry", "deploy-docker", "docker-worker"}  # profile docker-pool
+PROFILES = {
+    "single": {"prefect-server"},
+    "ha": {"redis", "prefect-api-1", "prefect-api-2", "prefect-services", "lb"},
+    "docker-pool": {"registry", "deploy-docker", "docker-worker"},
+}
+HA_API = ("prefect-api-1", "prefect-api-2")
 # Set by compose itself (the project's name), not by .env.
 COMPOSE_OWN = {"COMPOSE_PROJECT_NAME"}
+# Read by compose itself from .env, not interpolated in the file.
+COMPOSE_READS = {"COMPOSE_PROFILES"}
 
 
 def test_validates_offline_with_every_secret_filled(services) -> None:
-    default = {name for name, service in services.items() if not service.get("profiles")}
-    assert default == {"postgres", "migrate", "prefect-server", "deploy", "worker"}
-    assert set(services) - default == DOCKER_POOL
-    assert all(services[name]["profiles"] == ["docker-pool"] for name in DOCKER_POOL)
+    common = {name for name, service in services.items() if not service.get("profiles")}
+    assert common == {"postgres", "migrate", "deploy", "worker"}
+    for profile, names in PROFILES.items():
+        assert {n for n, s in services.items() if s.get("profiles") == [profile]} == names
+
+
+def test_env_example_runs_the_single_server_unless_a_profile_is_given() -> None:
+    example = dict(
+        line.split("=", 1) for line in ENV_EXAMPLE.read_text().splitlines() if "=" in line
+    )
+    assert example["COMPOSE_PROFILES"] == "single"
 
 
 def test_docker_pool_builds_pushes_and_runs_through_the_socket(services) -> None:
@@ -97,7 +122,7 @@ def test_env_example_lists_every_variable_and_no_secret_values() -> None:
         line.split("=", 1) for line in text.splitlines() if line and not line.startswith("#")
     )
     variables = set(re.findall(r"\$\{(\w+)", RAW)) - COMPOSE_OWN
-    assert variables - PREFECT_NAMED == set(example)
+    assert variables - PREFECT_NAMED == set(example) - COMPOSE_READS
     # The Prefect-named ones are documented, with their defaults, in comments.
     for name in variables & PREFECT_NAMED:
         assert f"{name}={settings.defaults()[name]}" in text, name
@@ -114,7 +139,7 @@ def test_image_follows_the_locked_prefect_version(services) -> None:
     version = locked_version("prefect")
     dockerfile = (settings.REPO_ROOT / "Dockerfile").read_text()
     assert f"FROM prefecthq/prefect:{version}-python3.11" in dockerfile
-    for name in ("migrate", "prefect-server", "deploy", "worker"):
+    for name in ("migrate", "prefect-server", *HA_API, "prefect-services", "deploy", "worker"):
         assert services[name]["image"] == f"prefect-deployments:{version}", name
         assert "build" in services[name], name
     assert "USER prefect" in dockerfile, "the image runs as a non-root user"
@@ -181,11 +206,56 @@ def test_server_is_published_on_loopback_and_checked_with_ready(services) -> Non
 
 def test_start_order(services) -> None:
     assert services["migrate"]["depends_on"]["postgres"]["condition"] == "service_healthy"
-    migrate = services["prefect-server"]["depends_on"]["migrate"]["condition"]
-    assert migrate == "service_completed_successfully"
-    assert services["deploy"]["depends_on"]["prefect-server"]["condition"] == "service_healthy"
+    for name in ("prefect-server", "prefect-api-1", "prefect-services", "deploy"):
+        migrate = services[name]["depends_on"]["migrate"]["condition"]
+        assert migrate == "service_completed_successfully", name
+    # the replicas start one after the other: each registers the block types at start
+    first = services["prefect-api-2"]["depends_on"]["prefect-api-1"]["condition"]
+    assert first == "service_healthy"
+    # deploy waits for whichever server its profile runs: it cannot depend on either service.
+    assert set(services["deploy"]["depends_on"]) == {"migrate"}
+    assert "--wait-for-server" in services["deploy"]["command"]
     deploy = services["worker"]["depends_on"]["deploy"]["condition"]
     assert deploy == "service_completed_successfully"
+    for name in ("prefect-api-1", "prefect-services"):
+        assert services[name]["depends_on"]["redis"]["condition"] == "service_healthy", name
+    for name in HA_API:
+        assert services["lb"]["depends_on"][name]["condition"] == "service_healthy"
+
+
+def test_ha_follows_prefects_scaling_guide(services) -> None:
+    for name in HA_API:
+        assert services[name]["command"].endswith(" --no-services"), name
+    assert services["prefect-services"]["command"] == "prefect server services start"
+    for name in (*HA_API, "prefect-services"):
+        env = services[name]["environment"]
+        assert env["PREFECT_SERVER_EVENTS_MESSAGING_BROKER"] == "prefect_redis.messaging"
+        assert env["PREFECT_SERVER_EVENTS_MESSAGING_CACHE"] == "prefect_redis.messaging"
+        assert env["PREFECT_SERVER_EVENTS_CAUSAL_ORDERING"] == "prefect_redis.ordering"
+        assert env["PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE"] == "prefect_redis.lease_storage"
+        assert env["PREFECT_SERVER_DOCKET_URL"].startswith("redis://redis:6379/")
+        assert env["PREFECT_REDIS_MESSAGING_HOST"] == "redis"
+        # migrate alone changes the schema, as for the single server
+        assert env["PREFECT_SERVER_DATABASE_MIGRATE_ON_START"] == "false"
+        # the same secrets as the single server: one database, one encryption key
+        single = services["prefect-server"]["environment"]
+        for key in ("PREFECT_SERVER_API_AUTH_STRING", "PREFECT_SERVER_ENCRYPTION_KEY"):
+            assert env[key] == single[key], (name, key)
+
+
+def test_ha_publishes_only_the_load_balancer_and_keeps_redis_internal(services, tmp_path) -> None:
+    ha = PROFILES["ha"] | {"postgres", "migrate", "deploy", "worker"}
+    published = {name for name in ha if services[name].get("ports")}
+    assert published == {"lb"}
+    assert services["lb"]["ports"] == ["127.0.0.1:4200:4200/tcp"]
+    assert services["lb"]["networks"]["default"]["aliases"] == ["prefect-server"]
+    assert set(services["redis"]["networks"]) == {"backend"}
+    networks = compose_networks(tmp_path)
+    assert networks["backend"]["internal"] is True
+    conf = (settings.REPO_ROOT / "docker/nginx/prefect-ha.conf").read_text()
+    for name in HA_API:
+        assert f"server {name}:4200" in conf
+    assert "proxy_set_header Upgrade $http_upgrade;" in conf, "websockets pass through"
 
 
 def test_postgres_data_lives_in_a_named_volume(services) -> None:
@@ -210,10 +280,23 @@ def test_secure_by_default(services) -> None:
 READ_DIRECTLY = {"PREFECT_SERVER_ENCRYPTION_KEY"}
 
 
+def prefect_redis_settings() -> set[str]:
+    """The variables prefect-redis reads: its messaging and worker-cleanup connection settings."""
+    from prefect_redis.cleanup_queue import RedisWorkerCleanupQueueSettings
+    from prefect_redis.client import RedisMessagingSettings
+
+    return {
+        f"{model.model_config['env_prefix']}{field}".upper()
+        for model in (RedisMessagingSettings, RedisWorkerCleanupQueueSettings)
+        for field in model.model_fields
+    }
+
+
 def test_uses_current_setting_names_not_legacy_aliases(services) -> None:
     fields = _get_settings_fields(Settings)
+    read_elsewhere = READ_DIRECTLY | prefect_redis_settings()
     for name, service in services.items():
-        for key in set(service.get("environment", {})) - READ_DIRECTLY:
+        for key in set(service.get("environment", {})) - read_elsewhere:
             if key.startswith("PREFECT_"):
                 assert key in fields, f"{name}: {key} is not a Prefect setting"
                 canonical = fields[key].name

@@ -53,7 +53,7 @@ def pool_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeProj
         with running_stack(
             tmp_path_factory.mktemp("docker-pool"),
             "pool",
-            COMPOSE_PROFILES="docker-pool",
+            COMPOSE_PROFILES="single,docker-pool",
             REGISTRY_PORT=registry.rsplit(":", 1)[1],
         ) as project:
             yield project
