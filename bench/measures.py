@@ -21,7 +21,9 @@ from prefect.exceptions import PrefectHTTPStatusError
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from deployments import settings
+from deployments.settings import DASK_SCHEDULER_ADDRESS_ENV
 from flows.squares import compute_squares, square_numbers
+from stack.dask_cluster import local_dask_cluster
 from stack.local import PREFECT, LocalStack
 from stack.processes import poll_until
 
@@ -229,6 +231,28 @@ def chunked_squares(api_url: str, client: SyncPrefectClient, stop: int, chunk_si
         "deployment_run_s": (run.end_time - run.start_time).total_seconds(),
         "deployment_state": run.state.type.value,
     }
+
+
+def range_on_dask(stack: LocalStack, client: SyncPrefectClient, stop: int, state_dir) -> dict:
+    """compute_squares over 0..stop as deployment runs, one on Prefect's default thread pool and
+    one on a Dask cluster of this machine (stack/dask_cluster.py: two workers of two threads):
+    seconds from creation to end, and from RUNNING to end, of each."""
+    deployment = client.read_deployment_by_name(SQUARES)
+    timings = {}
+    with local_dask_cluster(stack.env, state_dir) as address:
+        for runner, env in (("default", {}), ("dask", {DASK_SCHEDULER_ADDRESS_ENV: address})):
+            created = client.create_flow_run_from_deployment(
+                deployment.id,
+                parameters={"numbers": None, "start": 0, "stop": stop},
+                job_variables={"env": env},
+            )
+            (run,) = _wait_final(client, [created.id], timeout_s=900)
+            timings[runner] = {
+                "s": (run.end_time - run.created).total_seconds(),
+                "running_s": (run.end_time - run.start_time).total_seconds(),
+                "state": run.state.type.value,
+            }
+    return timings
 
 
 def inline_numbers_refused(client: SyncPrefectClient, count: int) -> str:

@@ -45,6 +45,7 @@ SIZES = {
         "tasks": 1000,
         "range_stop": 1_000_000,
         "chunk_sizes": [10_000, 50_000, 250_000],
+        "dask_range_stop": 10_000_000,
     },
     "tiny": {
         "latency_runs": 2,
@@ -52,6 +53,7 @@ SIZES = {
         "tasks": 20,
         "range_stop": 20_000,
         "chunk_sizes": [10_000],
+        "dask_range_stop": 100_000,
     },
 }
 RESULTS_DIR = settings.REPO_ROOT / "results"
@@ -87,6 +89,10 @@ def measure_variant(variant: str, size_name: str, root: Path, figures: dict, sav
                 lambda: measures.chunked_squares(
                     stack.api_url, client, size["range_stop"], size["chunk_sizes"]
                 )
+            )
+            save()
+            figures["dask"] = measures.range_on_dask(
+                stack, client, size["dask_range_stop"], root / "dask"
             )
             save()
             if size_name == "full":
@@ -177,6 +183,7 @@ def table_rows(results: dict) -> list[tuple[str, ...]]:
             "≤ 2 ms",
         ),
         *chunk_rows(chunks, results["size"]["range_stop"]),
+        *dask_rows(warm["dask"], results["size"]["dask_range_stop"]),
         ("prefect deploy --all", "–", "–", _s(warm["deploy_s"]), "–", "≤ 3 s"),
         ("make up (installed .venv)", *each_stack(lambda v: _s(v["make_up_s"])), "–", "≤ 20 s"),
     ]
@@ -196,6 +203,20 @@ def chunk_rows(chunks: dict | str, stop: int) -> list[tuple[str, ...]]:
     return [
         (f"{label} (chunk {best:,})", "–", "–", _s(timings[best]), _s(chunks["plain_s"]), "≤ 5 s"),
         (deployed, "–", "–", f"{_s(created_s)} ({_s(running_s)})", "–", "≤ 5 s"),
+    ]
+
+
+def dask_rows(dask: dict, stop: int) -> list[tuple[str, ...]]:
+    """The range as deployment runs on the default thread pool and on a local Dask cluster."""
+
+    def timing(runner: str) -> str:
+        run = dask[runner]
+        return f"{_s(run['s'])} ({_s(run['running_s'])})"
+
+    label = f"squares of 0..{stop:,} as a deployment run (RUNNING→COMPLETED)"
+    return [
+        (f"{label}: default thread pool", "–", "–", timing("default"), "–", "–"),
+        ("…on Dask, 2 local workers × 2 threads", "–", "–", timing("dask"), "–", "–"),
     ]
 
 

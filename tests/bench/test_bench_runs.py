@@ -52,9 +52,11 @@ def test_tiny_benchmark_reports_every_measure() -> None:
         assert load["failed"] == 0 and load["runs_per_min"] > 0 and load["cpu_s_per_run"] > 0
         assert load["refused"] == 0 and load["stuck"] == 0
     assert figures["warm"]["chunks"]["deployment_state"] == "COMPLETED"
+    dask = figures["warm"]["dask"]
+    assert dask["default"]["state"] == dask["dask"]["state"] == "COMPLETED", dask
     assert figures["plain"]["latency"]["runs"] == SIZES["tiny"]["latency_runs"]
     table_lines = figures["table"].splitlines()
-    assert len(table_lines) == 2 + 15, figures["table"]
+    assert len(table_lines) == 2 + 17, figures["table"]
     assert all(line.count("|") == 2 + len(VARIANTS) + 2 for line in table_lines), figures["table"]
     assert "| prefect deploy --all |" in figures["table"]
     assert figures["table"] in result.stdout
