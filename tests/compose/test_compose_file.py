@@ -235,6 +235,9 @@ def test_ha_follows_prefects_scaling_guide(services) -> None:
         assert env["PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE"] == "prefect_redis.lease_storage"
         assert env["PREFECT_SERVER_DOCKET_URL"].startswith("redis://redis:6379/")
         assert env["PREFECT_REDIS_MESSAGING_HOST"] == "redis"
+        cleanup = env["PREFECT_SERVER_WORKER_CHANNEL_CLEANUP_QUEUE_STORAGE"]
+        assert cleanup == "prefect_redis.cleanup_queue"
+        assert env["PREFECT_REDIS_WORKER_CLEANUP_QUEUE_HOST"] == "redis"
         # migrate alone changes the schema, as for the single server
         assert env["PREFECT_SERVER_DATABASE_MIGRATE_ON_START"] == "false"
         # the same secrets as the single server: one database, one encryption key
@@ -252,9 +255,11 @@ def test_ha_publishes_only_the_load_balancer_and_keeps_redis_internal(services, 
     assert set(services["redis"]["networks"]) == {"backend"}
     networks = compose_networks(tmp_path)
     assert networks["backend"]["internal"] is True
+    # nginx finds the replicas by their shared alias, through Docker's DNS, at request time
     conf = (settings.REPO_ROOT / "docker/nginx/prefect-ha.conf").read_text()
     for name in HA_API:
-        assert f"server {name}:4200" in conf
+        assert services[name]["networks"]["default"]["aliases"] == ["prefect-api"], name
+    assert "set $replicas prefect-api;" in conf and "resolver 127.0.0.11 " in conf
     assert "proxy_set_header Upgrade $http_upgrade;" in conf, "websockets pass through"
 
 

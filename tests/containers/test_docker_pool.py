@@ -1,8 +1,8 @@
-"""The Docker work pool for real: `docker compose --profile docker-pool up -d --wait` builds the
-flow image with prefect-docker's steps, pushes it to the stack's loopback registry and registers
-prefect-docker.yaml's deployments; its prefect-docker worker runs each flow run in a container of
-its own, on the compose network, with auth on. A stack of its own (project name, registry port),
-taken down in finally with the images it built."""
+"""The Docker work pool for real: `docker compose --profile single --profile docker-pool up -d
+--wait` builds the flow image with prefect-docker's steps, pushes it to the stack's loopback
+registry and registers prefect-docker.yaml's deployments; its prefect-docker worker runs each flow
+run in a container of its own, on the compose network, with auth on. A stack of its own (project
+name, registry port), taken down in finally with the images it built."""
 
 from __future__ import annotations
 

@@ -9,6 +9,7 @@ often each run really executed."""
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import sys
@@ -24,13 +25,14 @@ from prefect.client.schemas.objects import StateType
 
 from deployments import settings
 from stack.processes import ManagedProcess, free_port, http_get
-from tests.containers.engine import ComposeProject, docker, running_stack
+from tests.containers.engine import ComposeProject, container_logs, docker, running_stack
 from tests.deployed_flows import deployed_test_flow, flow_run_heartbeats
 from tests.live_stack import unique, wait_until
 from tests.reliability.conftest import read_markers
 from tests.reliability.flows import WORKER_NAME_ENV, leave_marker, sleep_for
 
-HA_SERVICES = ("redis", "prefect-api-1", "prefect-api-2", "prefect-services", "lb")
+HA_API = ("prefect-api-1", "prefect-api-2")
+HA_SERVICES = ("redis", *HA_API, "prefect-services", "lb")
 BURST_RUNS = 50
 RUNS_DONE_TIMEOUT_S = 600
 
@@ -143,34 +145,57 @@ def test_ha_profile_is_healthy_and_published_only_through_the_load_balancer(ha_s
     assert ui is not None and ui.status_code == 200 and "<html" in ui.text.lower()
 
 
-def test_each_replica_answers_behind_the_load_balancer(ha_stack, ha_api) -> None:
+def replica_addresses(stack: ComposeProject) -> dict[str, str]:
+    """Each API replica's address on the stack's network, by service."""
+    addresses = {}
+    for replica in HA_API:
+        (container,) = stack.container_ids(replica)
+        networks = stack.inspect(container)["NetworkSettings"]["Networks"]
+        (address,) = [n["IPAddress"] for name, n in networks.items() if name.endswith("_default")]
+        addresses[replica] = address
+    return addresses
+
+
+def served_by(stack: ComposeProject, requests: int) -> set[str]:
+    """The replica addresses that answered `requests` health checks sent through the load
+    balancer, from its access log (docker/nginx/prefect-ha.conf logs $upstream_addr)."""
+    marker = unique("probe")
+    for _ in range(requests):
+        http_get(f"{stack.api_url}/health?{marker}", timeout_s=10)
+    (lb,) = stack.container_ids("lb")
+    log = container_logs(lb)
+    lines = [line for line in log.splitlines() if marker in line]
+    assert len(lines) == requests, log[-2000:]
+    return {line.rsplit("upstream=", 1)[1].split(":")[0] for line in lines}
+
+
+def test_the_load_balancer_spreads_requests_over_both_replicas(ha_stack, ha_api) -> None:
     deployments = ha_api.read_deployments()
     assert {d.name for d in deployments} >= {"compute-squares", "greeting-schedule"}
-    for replica in ("prefect-api-1", "prefect-api-2"):
-        answered = ha_stack.exec(
-            replica,
-            'python -c "import urllib.request; '
-            "print(urllib.request.urlopen('http://127.0.0.1:4200/api/health').read().decode())\"",
-        )
-        assert answered.strip() == "true", replica
+    assert served_by(ha_stack, 20) == set(replica_addresses(ha_stack).values())
 
 
 def test_killing_an_api_replica_mid_burst_loses_no_run(ha_stack, ha_api, pool, tmp_path) -> None:
     markers = tmp_path / "markers"
     markers.mkdir()
     (replica,) = ha_stack.container_ids("prefect-api-1")
-    with (
-        deployed_test_flow(ha_api, pool, leave_marker, "leave-marker/ha-burst") as deployment,
-        host_worker(ha_stack, ha_api, pool, tmp_path),
-    ):
-        run_ids = burst(ha_api, deployment.id, markers, BURST_RUNS // 2)
-        # Mid-burst: some runs done, others running or still to be picked up.
-        wait_until(lambda: len(list(markers.iterdir())) >= 5, 180, "the first runs to start")
-        docker("kill", replica)
-        run_ids += burst(ha_api, deployment.id, markers, BURST_RUNS - len(run_ids))
-        assert_each_ran_once(ha_api, run_ids, markers)
-    ha_stack.compose("start", "prefect-api-1")  # as it was, for the tests after this one
-    ha_stack.wait_healthy("prefect-api-1")
+    try:
+        with (
+            deployed_test_flow(ha_api, pool, leave_marker, "leave-marker/ha-burst") as deployment,
+            host_worker(ha_stack, ha_api, pool, tmp_path),
+        ):
+            run_ids = burst(ha_api, deployment.id, markers, BURST_RUNS // 2)
+            # Mid-burst: some runs done, others running or still to be picked up.
+            wait_until(lambda: len(list(markers.iterdir())) >= 5, 180, "the first runs to start")
+            docker("kill", replica)
+            run_ids += burst(ha_api, deployment.id, markers, BURST_RUNS - len(run_ids))
+            assert_each_ran_once(ha_api, run_ids, markers)
+    finally:  # as it was, for the tests after this one
+        ha_stack.compose("start", "prefect-api-1")
+        ha_stack.wait_healthy("prefect-api-1")
+    # The load balancer sends traffic to the restarted replica again.
+    restarted = replica_addresses(ha_stack)["prefect-api-1"]
+    wait_until(lambda: restarted in served_by(ha_stack, 10), 60, "requests on prefect-api-1")
 
 
 def test_restarting_redis_loses_no_run(ha_stack, ha_api, pool, tmp_path) -> None:
@@ -182,13 +207,15 @@ def test_restarting_redis_loses_no_run(ha_stack, ha_api, pool, tmp_path) -> None
     ):
         run_ids = burst(ha_api, deployment.id, markers, 10)
         wait_until(lambda: len(list(markers.iterdir())) >= 3, 180, "the first runs to start")
-        ha_stack.compose("restart", "redis", timeout=180)
-        run_ids += burst(ha_api, deployment.id, markers, 10)
-        assert_each_ran_once(ha_api, run_ids, markers)
-    ha_stack.wait_healthy("redis")
+        try:
+            ha_stack.compose("restart", "redis", timeout=180)
+            run_ids += burst(ha_api, deployment.id, markers, 10)
+            assert_each_ran_once(ha_api, run_ids, markers)
+        finally:
+            ha_stack.wait_healthy("redis")
 
 
-def test_the_schedule_creates_each_run_once(ha_api) -> None:
+def test_the_services_process_schedules_runs_five_minutes_apart(ha_api) -> None:
     (deployment,) = ha_api.read_deployments(
         deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=["greeting-schedule"]))
     )
@@ -200,8 +227,9 @@ def test_the_schedule_creates_each_run_once(ha_api) -> None:
         return [r for r in runs if r.auto_scheduled] or None
 
     runs = wait_until(scheduled, 180, "the scheduler to create greeting-schedule's runs")
-    times = [r.expected_start_time for r in runs]
-    assert len(times) == len(set(times)), sorted(times)
+    times = sorted(r.expected_start_time for r in runs)
+    assert len(times) > 1 and len(times) == len(set(times)), times
+    assert {(b - a).total_seconds() for a, b in itertools.pairwise(times)} == {300.0}
 
 
 def test_zombie_automation_crashes_a_killed_run(ha_stack, ha_api, pool, tmp_path) -> None:
@@ -217,7 +245,7 @@ def test_zombie_automation_crashes_a_killed_run(ha_stack, ha_api, pool, tmp_path
             120,
             "the slow run to be RUNNING",
         )
-        # The automation arms on the first heartbeat, which now flows through Redis.
+        # The automation arms on the first heartbeat, an event that reaches it through Redis.
         wait_until(lambda: flow_run_heartbeats(ha_api, flow_run.id), 60, "a heartbeat event")
         # The supervisor, its worker, launcher and the run, at once: nobody reports the crash.
         os.killpg(worker.pid, signal.SIGKILL)
