@@ -64,7 +64,7 @@ def _final_runs(client: SyncPrefectClient, flow_run_ids: list, timeout_s: float)
                 id=FlowRunFilterId(any_=list(pending)),
                 state=FlowRunFilterState(type=FlowRunFilterStateType(any_=FINAL_STATES)),
             ),
-            limit=len(pending),
+            limit=min(len(pending), 200),  # the server's largest page
         )
         for run in runs:
             finished[run.id] = run
@@ -247,6 +247,9 @@ def range_on_dask(stack: LocalStack, client: SyncPrefectClient, stop: int, state
                 job_variables={"env": env},
             )
             (run,) = _wait_final(client, [created.id], timeout_s=900)
+            if run.state.type != StateType.COMPLETED:
+                timings[runner] = {"state": run.state.type.value}
+                continue
             timings[runner] = {
                 "s": (run.end_time - run.created).total_seconds(),
                 "running_s": (run.end_time - run.start_time).total_seconds(),

@@ -91,8 +91,10 @@ def measure_variant(variant: str, size_name: str, root: Path, figures: dict, sav
                 )
             )
             save()
-            figures["dask"] = measures.range_on_dask(
-                stack, client, size["dask_range_stop"], root / "dask"
+            figures["dask"] = measures.unless_refused(
+                lambda: measures.range_on_dask(
+                    stack, client, size["dask_range_stop"], root / "dask"
+                )
             )
             save()
             if size_name == "full":
@@ -183,7 +185,7 @@ def table_rows(results: dict) -> list[tuple[str, ...]]:
             "≤ 2 ms",
         ),
         *chunk_rows(chunks, results["size"]["range_stop"]),
-        *dask_rows(warm["dask"], results["size"]["dask_range_stop"]),
+        *dask_rows(warm.get("dask", "not measured"), results["size"]["dask_range_stop"]),
         ("prefect deploy --all", "–", "–", _s(warm["deploy_s"]), "–", "≤ 3 s"),
         ("make up (installed .venv)", *each_stack(lambda v: _s(v["make_up_s"])), "–", "≤ 20 s"),
     ]
@@ -206,11 +208,15 @@ def chunk_rows(chunks: dict | str, stop: int) -> list[tuple[str, ...]]:
     ]
 
 
-def dask_rows(dask: dict, stop: int) -> list[tuple[str, ...]]:
+def dask_rows(dask: dict | str, stop: int) -> list[tuple[str, ...]]:
     """The range as deployment runs on the default thread pool and on a local Dask cluster."""
 
     def timing(runner: str) -> str:
+        if isinstance(dask, str):  # refused, or a resumed result measured before this row
+            return dask
         run = dask[runner]
+        if "s" not in run:
+            return run["state"]
         return f"{_s(run['s'])} ({_s(run['running_s'])})"
 
     label = f"squares of 0..{stop:,} as a deployment run (RUNNING→COMPLETED)"

@@ -37,11 +37,24 @@ class ApplyError(RuntimeError):
     """A step failed or was refused; the message says which and what to do."""
 
 
+async def _health_error(client: PrefectClient, timeout_s: float | None) -> Exception | None:
+    """The health check's error, None when the server answered. Prefect's client retries a 502
+    or 503 itself for about a minute; `timeout_s` bounds that too."""
+    try:
+        return await asyncio.wait_for(client.api_healthcheck(), timeout_s)
+    except TimeoutError:
+        return TimeoutError(f"no answer within {timeout_s:g} s")
+
+
 async def _wait_for_server(client: PrefectClient, wait_s: float) -> None:
     """Return once the server answers its health check; after `wait_s` seconds without an
     answer (at once for 0), raise ApplyError naming the server and its last error."""
     deadline = time.monotonic() + wait_s
-    while (error := await client.api_healthcheck()) is not None:
+    while True:
+        remaining = deadline - time.monotonic()
+        error = await _health_error(client, max(remaining, SERVER_POLL_S) if wait_s else None)
+        if error is None:
+            return
         if time.monotonic() >= deadline:
             within = f" within {wait_s:g} s" if wait_s else ""
             raise ApplyError(

@@ -187,14 +187,12 @@ class Settings(BaseSettings):
     @field_validator(*_SECONDS, mode="before")
     @classmethod
     def _seconds(cls, raw, info: ValidationInfo):
-        if raw is None or isinstance(raw, (int, float)):
-            return raw
         least = _SECONDS[info.field_name]
         text = str(raw).strip()
         if not text:
             return Settings.model_fields[info.field_name].default
         try:
-            value = float(text)
+            value = None if isinstance(raw, bool) else float(text)
         except ValueError:
             value = None
         if value is None or not least <= value < float("inf"):
@@ -254,7 +252,7 @@ class Settings(BaseSettings):
 
 def _text(value) -> str:
     """A setting's value as its environment variable spells it (2.0 seconds as "2")."""
-    return f"{value:g}" if isinstance(value, float) else str(value)
+    return str(value).removesuffix(".0") if isinstance(value, float) else str(value)
 
 
 def variable_name(field_name: str) -> str:

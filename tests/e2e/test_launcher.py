@@ -295,37 +295,48 @@ def test_a_run_with_other_interpreter_settings_is_refused_so_it_starts_cold(laun
 
 
 SHARED_TLS_PROBE = """
-import json, ssl, sys
+import json, os, ssl, sys, threading
 from stack import shared_tls
 shared_tls.install()
+import prefect._internal.version_checking as version_checking
 from prefect.client.orchestration import PrefectClient, SyncPrefectClient
 
 def context(client):
     return client._client._transport._pool._ssl_context
 
-clients = [PrefectClient("http://127.0.0.1:9/api"), SyncPrefectClient("http://127.0.0.1:9/api")]
-other = shared_tls.SharedVerifiedContexts()
+def clients():
+    return [PrefectClient("http://127.0.0.1:9/api"), SyncPrefectClient("http://127.0.0.1:9/api")]
+
+main = clients()
+in_thread = []
+thread = threading.Thread(target=lambda: in_thread.extend(clients()))
+thread.start(); thread.join()
+cache = shared_tls.SharedVerifiedContexts()
+first = cache.create_default_context(cafile=sys.argv[1])
+os.utime(sys.argv[1], ns=(0, 0))  # the CA file changed
 print(json.dumps({
-    "shared": len({id(context(c)) for c in clients}) == 1,
-    "verified": all(context(c).verify_mode == ssl.CERT_REQUIRED for c in clients),
-    "per_file": other.create_default_context(cafile=sys.argv[1])
-        is not other.create_default_context(cafile=sys.argv[2]),
-    "unverified_fresh": other.create_default_context() is not other.create_default_context(),
+    "shared": len({id(context(c)) for c in main}) == 1,
+    "per_thread": context(main[0]) is not context(in_thread[0]),
+    "verified": all(context(c).verify_mode == ssl.CERT_REQUIRED for c in main + in_thread),
+    "version_check": isinstance(version_checking.ssl, shared_tls.SharedVerifiedContexts),
+    "new_file_version": cache.create_default_context(cafile=sys.argv[1]) is not first,
 }))
 """
 
 
-def test_api_clients_share_one_verified_tls_context_per_ca_file(tmp_path) -> None:
+def test_api_clients_share_one_verified_tls_context_per_ca_file_and_thread(tmp_path) -> None:
     import certifi
 
     copy = tmp_path / "ca.pem"
     copy.write_bytes(Path(certifi.where()).read_bytes())
     result = subprocess.run(
-        [sys.executable, "-c", SHARED_TLS_PROBE, certifi.where(), str(copy)],
+        [sys.executable, "-c", SHARED_TLS_PROBE, str(copy)],
         capture_output=True,
         text=True,
         timeout=120,
         check=True,
     )
     facts = json.loads(result.stdout.splitlines()[-1])
-    assert facts == {"shared": True, "verified": True, "per_file": True, "unverified_fresh": True}
+    assert facts == dict.fromkeys(
+        ["shared", "per_thread", "verified", "version_check", "new_file_version"], True
+    )
