@@ -5,7 +5,8 @@ Run in-process: ``python -m flows.squares 2 4 6`` or ``python -m flows.squares -
 The tasks run on Prefect's default thread pool, or, when DASK_SCHEDULER_ADDRESS is set where the
 flow starts (a deployment's job-variable env, or the shell), on that Dask cluster. Its workers must
 import this repository (PYTHONPATH at a clone or the image's /opt/flows) with the same Prefect,
-prefect-dask and distributed versions, and reach the Prefect API (PREFECT_API_URL).
+prefect-dask and distributed versions, and reach the Prefect API (PREFECT_API_URL, and
+PREFECT_API_AUTH_STRING when the server has basic auth).
 """
 
 from __future__ import annotations

@@ -11,8 +11,8 @@ returns it as `directory`, as Prefect's set_working_directory step does. A direc
 flows/ fails the step with a message that names the fix and changes nothing, before any flow code
 is imported.
 
-A Python step, not a shell script: it runs inside the flow-run process, with no shell to start,
-and as one step Prefect emits one pull-step event per run instead of two.
+One Python step: it runs inside the flow-run process, with no shell to start, and Prefect opens
+one pull-step events connection per step.
 """
 
 from __future__ import annotations
