@@ -133,7 +133,14 @@ class LocalDatabase:
              str(self.log_path), "-o", options],
             self.bin_dir,
         )  # fmt: skip
-        if fresh:
+        # Checked on every start, not only after initdb: a first start interrupted between the
+        # two left a cluster without the database.
+        query = f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'"
+        listed = _run(
+            ["psql", "-h", str(socket_dir), "-U", USER, "-d", "postgres", "-tAc", query],
+            self.bin_dir,
+        )
+        if listed.strip() != "1":
             _run(["createdb", "-h", str(socket_dir), "-U", USER, DATABASE], self.bin_dir)
 
     def stop(self) -> None:

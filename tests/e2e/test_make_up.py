@@ -108,3 +108,26 @@ def test_up_with_auth_refuses_anonymous_requests(user_env) -> None:
         assert httpx.get(api + path, auth=(user, password), timeout=10).status_code == 200
     finally:
         make("down", user_env)
+
+
+def test_a_cluster_without_the_database_gets_it_on_the_next_start(tmp_path_factory) -> None:
+    """As after a first `make up` interrupted between initdb and createdb."""
+    database = LocalDatabase(state_directory(tmp_path_factory, "no-database"))
+
+    def client(program: str, *args: str) -> subprocess.CompletedProcess[str]:
+        """A PostgreSQL client program of the wheel on the running server, as its user."""
+        socket_dir = database.url.split("host=", 1)[1].split("&", 1)[0]
+        argv = [str(database.bin_dir / program), "-h", socket_dir, "-U", "prefect", *args]
+        if os.geteuid() == 0:
+            argv = ["runuser", "-u", "postgres", "--", *argv]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=60)
+
+    try:
+        database.start()
+        assert client("dropdb", "prefect").returncode == 0
+        database.stop()
+        database.start()
+        listed = client("psql", "-d", "prefect", "-tAc", "SELECT 1")
+        assert listed.stdout.strip() == "1", listed.stderr
+    finally:
+        database.stop()
