@@ -133,8 +133,8 @@ class LocalDatabase:
              str(self.log_path), "-o", options],
             self.bin_dir,
         )  # fmt: skip
-        # Checked on every start, not only after initdb: a first start interrupted between the
-        # two left a cluster without the database.
+        # Every start makes sure the database exists, not only the first: a first start that
+        # ends between initdb and createdb leaves a cluster without it.
         query = f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'"
         listed = _run(
             ["psql", "-h", str(socket_dir), "-U", USER, "-d", "postgres", "-tAc", query],
