@@ -29,7 +29,6 @@ from deployments.apply import ApplyError, apply, plan
 from deployments.check import check_spec
 from deployments.image_tag import image_tag
 from deployments.plan import render
-from deployments.pool import PoolConflict
 from deployments.spec import SpecError
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
@@ -110,7 +109,7 @@ def main(argv: list[str]) -> int:
         if settings.current().image_tag is None:
             os.environ[settings.IMAGE_TAG_ENV] = image_tag()
         return _run(args)
-    except (SpecError, PoolConflict, ApplyError, settings.SettingsError) as exc:
+    except (SpecError, ApplyError, settings.SettingsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except httpx.HTTPStatusError as exc:  # e.g. 401: missing or wrong PREFECT_API_AUTH_STRING

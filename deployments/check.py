@@ -48,12 +48,26 @@ def check_environment(path: Path = settings.PREFECT_YAML) -> None:
             raise SpecError(f"{path.name}: {where} uses {{{{ ${name} }}}}, but {name} is not set")
 
 
+def check_declarations(path: Path = settings.PREFECT_YAML) -> None:
+    """The server objects declared beside the deployments are well formed (SpecError naming the
+    section, index and field otherwise); their environment variables may be unset."""
+    from deployments.declarations import load_declarations
+    from deployments.kinds import KINDS
+    from deployments.kinds.deployments import Deployments
+
+    declarations = load_declarations(path)
+    for kind in KINDS:
+        if not isinstance(kind, Deployments):  # read against the server, checked below
+            kind.declared(declarations)
+
+
 def check_spec(path: Path = settings.PREFECT_YAML) -> list[str]:
     """Every deployment's entrypoint exists and names a flow, and every deployment carries the
-    ownership tag; return the deployment names."""
+    ownership tag, and the other declarations are well formed; return the deployment names."""
     names = []
     tag = owner_tag(path)
     check_environment(path)
+    check_declarations(path)
     for index, spec in enumerate(load_deployments(path)):
         if tag not in spec.tags:
             raise SpecError(

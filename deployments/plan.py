@@ -1,10 +1,10 @@
-"""The difference between prefect.yaml and the server, as Terraform's plan shows it.
+"""The difference between the repository and the server, as Terraform's plan shows it: one loop
+over the table of kinds (deployments/kinds/).
 
-For deployments and automations: what `apply` would create, update field by field, and delete
-(`--prune`: owned and no longer declared). A field the server changed since the last `apply`
-(an edit made in the UI or the API) is drift, shown with both values. What the server has
-without the repository's ownership tag is foreign: never changed or deleted, and reported as a
-conflict when it carries a declared name.
+For each kind: what apply would create, update field by field, and delete (`--prune`: owned and
+no longer declared). A field the server changed since the last apply is drift, shown with both
+values (secret fields never are). What the repository does not own is never changed or deleted:
+for kinds with unique names, an object of a declared name that is not owned is a conflict.
 """
 
 from __future__ import annotations
@@ -13,10 +13,13 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from deployments.state import Declared, Fields, ServerState, digest
+from deployments.declarations import Declarations
+from deployments.kinds import KINDS
+from deployments.kinds.base import SECRET, Fields, Kind, Ownership, ServerObject, Skipped
+from deployments.record import digest, read_record
+from deployments.view import ServerView
 
-DEPLOYMENT = "deployment"
-AUTOMATION = "automation"
+ACTIONS = ("create", "update", "delete")
 
 
 @dataclass(frozen=True)
@@ -29,11 +32,12 @@ class FieldChange:
 
 @dataclass(frozen=True)
 class Change:
-    kind: str  # DEPLOYMENT or AUTOMATION
+    kind: str
     name: str
     action: str  # create, update, delete, conflict
     fields: list[FieldChange] = field(default_factory=list)
     server_id: str | None = None  # of the object on the server, when there is one
+    note: str | None = None  # why, where the action alone does not say
 
     @property
     def drifted(self) -> bool:
@@ -44,101 +48,145 @@ class Change:
 class Plan:
     server: str
     owner_tag: str
-    pools_to_create: list[str]
     changes: list[Change]
     foreign: int  # objects on the server this repository does not own, left alone
-    prune: bool  # deletes count as changes only when they would be applied
+    prune: bool  # deletes of undeclared objects count as changes only when they would be applied
+    skipped: list[Skipped] = field(default_factory=list)
 
-    def of(self, action: str) -> list[Change]:
-        return [change for change in self.changes if change.action == action]
+    def of(self, action: str, kind: str | None = None) -> list[Change]:
+        return [c for c in self.changes if c.action == action and kind in (None, c.kind)]
 
     @property
     def conflicts(self) -> list[Change]:
         return self.of("conflict")
 
+    def pending(self, change: Change) -> bool:
+        """Whether apply would carry `change` out (a delete of an undeclared object: with --prune;
+        a conflict: with --adopt)."""
+        return change.action != "delete" or self.prune or change.note == DUPLICATE
+
     @property
     def has_changes(self) -> bool:
-        pending = [c for c in self.changes if c.action != "delete" or self.prune]
-        return bool(self.pools_to_create or pending)
+        return any(self.pending(c) for c in self.changes)
 
     def to_json(self) -> str:
-        summary = {action: len(self.of(action)) for action in ("create", "update", "delete")}
+        summary = {action: len(self.of(action)) for action in ACTIONS}
         summary["drift"] = sum(change.drifted for change in self.changes)
         summary["conflict"] = len(self.conflicts)
+        summary["skipped"] = len(self.skipped)
         return json.dumps(
             {**asdict(self), "summary": summary, "has_changes": self.has_changes}, indent=2
         )
 
 
-def _field_changes(
-    declared: Fields, server: Fields, applied: dict[str, str] | None
+DUPLICATE = "a second owned object of a declared name"
+
+
+def _shown(value: Any, secret: bool) -> Any:
+    return SECRET if secret and value is not None else value
+
+
+def field_changes(
+    kind: Kind, key: str, declared: Fields, server: Fields, applied: dict[str, str] | None
 ) -> list[FieldChange]:
+    secrets = kind.secret_fields(key, declared)
     changes = []
     for name, value in declared.items():
         if server.get(name) == value:
             continue
         recorded = (applied or {}).get(name)
         drift = recorded is not None and digest(server.get(name)) != recorded
-        changes.append(FieldChange(name, server.get(name), value, drift))
+        secret = name in secrets
+        changes.append(
+            FieldChange(
+                name, _shown(server.get(name), secret), _shown(value, secret), drift and not secret
+            )
+        )
     return changes
 
 
-def _compare(
-    kind: str,
-    declared: dict[str, Fields],
-    server: dict[str, tuple[Any, Fields]],
-    applied: dict[str, dict[str, str]],
-    owner_tag: str,
-) -> tuple[list[Change], int]:
+def _all_fields(kind: Kind, obj: ServerObject, side: str) -> list[FieldChange]:
+    secrets = kind.secret_fields(obj.key, obj.fields)
+    values = {name: _shown(value, name in secrets) for name, value in obj.fields.items()}
+    return [
+        FieldChange(
+            name, value if side == "server" else None, None if side == "server" else value, False
+        )
+        for name, value in values.items()
+    ]
+
+
+def compare(kind: Kind, view: ServerView) -> tuple[list[Change], int]:
+    """The changes of one kind, and how many of its objects are foreign."""
+    declared = view.declared[kind.name]
+    applied = view.record.get(kind.name, {})
+    by_key: dict[str, list[ServerObject]] = {}
+    for obj in view.objects.get(kind.name, []):
+        by_key.setdefault(obj.key, []).append(obj)
     changes, foreign = [], 0
-    for name, fields in declared.items():
-        if name not in server:
-            created = [FieldChange(f, None, value, drift=False) for f, value in fields.items()]
-            changes.append(Change(kind, name, "create", created))
-            continue
-        obj, server_fields = server[name]
-        if owner_tag not in server_fields["tags"]:
-            changes.append(Change(kind, name, "conflict", server_id=str(obj.id)))
-            continue
-        field_changes = _field_changes(fields, server_fields, applied.get(name))
-        if field_changes:
-            changes.append(Change(kind, name, "update", field_changes, str(obj.id)))
-    for name, (obj, server_fields) in server.items():
-        if name in declared:
-            continue
-        if owner_tag in server_fields["tags"]:
-            deleted = [
-                FieldChange(f, value, None, drift=False) for f, value in server_fields.items()
+    for key, fields in declared.objects.items():
+        candidates = by_key.pop(key, [])
+        owned = [obj for obj in candidates if view.owns(kind, obj)]
+        if kind.ownership is Ownership.TAG_SHARED_NAMES:
+            foreign += len(candidates) - len(owned)
+            candidates = owned
+        if not candidates:
+            created = [
+                FieldChange(f, None, _shown(v, f in kind.secret_fields(key, fields)), False)
+                for f, v in fields.items()
             ]
-            changes.append(Change(kind, name, "delete", deleted, str(obj.id)))
+            changes.append(Change(kind.name, key, "create", created))
+            continue
+        obj = (owned or candidates)[0]
+        others = owned[1:] if kind.ownership is Ownership.TAG_SHARED_NAMES else []
+        differing = field_changes(
+            kind, key, fields, obj.fields, (applied.get(key) or {}).get("fields")
+        )
+        if obj in owned or (kind.ownership is Ownership.RECORD and obj.pristine):
+            if differing:
+                changes.append(Change(kind.name, key, "update", differing, obj.id))
         else:
-            foreign += 1
+            changes.append(Change(kind.name, key, "conflict", differing, obj.id))
+        for other in others:  # only tag-shared kinds keep several objects of one name
+            changes.append(
+                Change(
+                    kind.name,
+                    key,
+                    "delete",
+                    _all_fields(kind, other, "server"),
+                    other.id,
+                    DUPLICATE,
+                )
+            )
+    for key, objects in by_key.items():
+        for obj in objects:
+            if not view.owns(kind, obj):
+                foreign += 1
+            elif key not in declared.skipped_keys:
+                changes.append(
+                    Change(kind.name, key, "delete", _all_fields(kind, obj, "server"), obj.id)
+                )
     return changes, foreign
 
 
-def make_plan(declared: Declared, server: ServerState, api_url: str, prune: bool) -> Plan:
-    deployments, foreign_deployments = _compare(
-        DEPLOYMENT,
-        declared.deployments,
-        server.deployments,
-        server.applied.get(DEPLOYMENT, {}),
-        declared.owner_tag,
-    )
-    automations, foreign_automations = _compare(
-        AUTOMATION,
-        declared.automations,
-        server.automations,
-        server.applied.get(AUTOMATION, {}),
-        declared.owner_tag,
-    )
-    return Plan(
-        server=api_url,
-        owner_tag=declared.owner_tag,
-        pools_to_create=sorted(server.missing_pools),
-        changes=deployments + automations,
-        foreign=foreign_deployments + foreign_automations,
-        prune=prune,
-    )
+async def read_view(client, declarations: Declarations) -> ServerView:
+    """What the repository declares and what the server holds, kind by kind."""
+    view = ServerView(client, declarations, await read_record(client, declarations.owner_slug))
+    for kind in KINDS:
+        view.declared[kind.name] = await kind.declare(client, declarations)
+    for kind in KINDS:
+        view.objects[kind.name] = await kind.read(client, view)
+    return view
+
+
+def make_plan(view: ServerView, api_url: str, prune: bool) -> Plan:
+    changes, foreign = [], 0
+    for kind in KINDS:
+        kind_changes, kind_foreign = compare(kind, view)
+        changes += kind_changes
+        foreign += kind_foreign
+    skipped = [s for kind in KINDS for s in view.declared[kind.name].skipped]
+    return Plan(api_url, view.declarations.owner_tag, changes, foreign, prune, skipped)
 
 
 def _value(value: Any) -> str:
@@ -158,43 +206,45 @@ def _field_line(action: str, item: FieldChange) -> str:
     )
 
 
+def _note(plan: Plan, change: Change) -> str:
+    if change.action == "delete":
+        if change.note:
+            return change.note
+        note = "no longer declared" + (
+            "; its scheduled runs are deleted too" if change.kind == "deployment" else ""
+        )
+        return note if plan.prune else note + "; kept without --prune"
+    if change.action == "conflict":
+        return (
+            "exists on the server but is not owned by this repository: apply leaves it alone "
+            "and stops (apply --adopt takes it over)"
+        )
+    if change.action == "update" and change.drifted:
+        return "changed on the server since the last apply (drift)"
+    return ""
+
+
 def render(plan: Plan) -> str:
     """The plan for a person: one line per object, indented lines per changed field."""
-    lines = [f"Plan against {plan.server} (owned: tag {plan.owner_tag!r})"]
-    lines += [f"  + create work pool {name}" for name in plan.pools_to_create]
+    lines = [f"Plan against {plan.server} (owner: {plan.owner_tag!r})"]
     symbols = {"create": "+", "update": "~", "delete": "-", "conflict": "!"}
     for change in plan.changes:
-        what = f"{change.kind} {change.name}"
-        if change.action == "delete":
-            note = "no longer declared" + (
-                "; its scheduled runs are deleted too" if change.kind == DEPLOYMENT else ""
-            )
-            if not plan.prune:
-                note += "; kept without --prune"
-        elif change.action == "conflict":
-            note = (
-                f"exists on the server without the tag {plan.owner_tag!r}: apply leaves it alone "
-                "and stops (apply --adopt takes it over)"
-            )
-        elif change.action == "update" and change.drifted:
-            note = "changed on the server since the last apply (drift)"
-        else:
-            note = ""
+        note = _note(plan, change)
         lines.append(
-            f"  {symbols[change.action]} {change.action} {what}" + (f": {note}" if note else "")
+            f"  {symbols[change.action]} {change.action} {change.kind} {change.name}"
+            + (f": {note}" if note else "")
         )
-        for item in change.fields:
-            lines.append(_field_line(change.action, item))
+        lines += [_field_line(change.action, item) for item in change.fields]
+    for skipped in plan.skipped:
+        lines.append(f"  ? not declared for now: {skipped.kind} {skipped.key} ({skipped.reason})")
     if plan.foreign:
         lines.append(f"  = {plan.foreign} object(s) not owned by this repository, left alone")
-    summary = ", ".join(
-        f"{len(plan.of(action))} to {action}" for action in ("create", "update", "delete")
-    )
+    summary = ", ".join(f"{len(plan.of(action))} to {action}" for action in ACTIONS)
     drift = sum(change.drifted for change in plan.changes)
     if plan.has_changes:
         lines.append(f"Plan: {summary}; {drift} drifted; {len(plan.conflicts)} conflict(s).")
     elif plan.of("delete"):
-        lines.append("No changes without --prune: the declared objects match prefect.yaml.")
+        lines.append("No changes without --prune: the declared objects match the repository.")
     else:
-        lines.append("No changes: the server matches prefect.yaml.")
+        lines.append("No changes: the server matches the repository.")
     return "\n".join(lines)

@@ -17,7 +17,9 @@ from typing import Any
 import yaml
 from prefect import Flow
 from prefect.client.orchestration import PrefectClient
+from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule, RRuleSchedule
 from prefect.flows import load_flow_from_entrypoint
+from prefect.types._datetime import parse_datetime
 from prefect.utilities.templating import (
     apply_values,
     resolve_block_document_references,
@@ -27,7 +29,7 @@ from prefect.utilities.templating import (
 from deployments import settings
 
 # The ownership marker: a tag naming the project (prefect.yaml's `name`). `python -m deployments
-# plan/apply --prune` change or delete only deployments and automations that carry it.
+# plan/apply --prune` change or delete only objects that carry it (deployments/kinds/base.py).
 OWNER_TAG_PREFIX = "managed-by:"
 
 
@@ -35,11 +37,34 @@ class SpecError(ValueError):
     """prefect.yaml is malformed; the message names the file and the field."""
 
 
+# A schedule as prefect.yaml writes it (Prefect's own fields): one of interval (seconds), cron
+# (with day_or) or rrule; anchor_date and timezone; active, parameters and max_scheduled_runs.
+SCHEDULE_FIELDS = {
+    "slug",
+    "interval",
+    "cron",
+    "day_or",
+    "rrule",
+    "anchor_date",
+    "timezone",
+    "active",
+    "parameters",
+    "max_scheduled_runs",
+}
+
+
 @dataclass(frozen=True)
 class ScheduleSpec:
     slug: str
-    interval: timedelta
+    schedule: IntervalSchedule | CronSchedule | RRuleSchedule
     active: bool = True
+    parameters: dict[str, Any] = field(default_factory=dict)
+    max_scheduled_runs: int | None = None
+    anchor_declared: bool = False  # without one, the anchor is the server's choice
+
+    @property
+    def interval(self) -> timedelta | None:
+        return self.schedule.interval if isinstance(self.schedule, IntervalSchedule) else None
 
 
 @dataclass(frozen=True)
@@ -61,6 +86,9 @@ class DeploymentSpec:
     work_pool_name: str
     schedules: list[ScheduleSpec] = field(default_factory=list)
     concurrency: ConcurrencySpec | None = None
+    paused: bool = False
+    work_queue_name: str | None = None
+    triggers: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def entrypoint_path(self) -> Path:
@@ -89,41 +117,64 @@ def pull_steps(path: Path = settings.PREFECT_YAML) -> list[dict[str, Any]]:
     return load_raw(path).get("pull") or []
 
 
-def pool_types(path: Path = settings.PREFECT_YAML) -> dict[str, str]:
-    """Worker type by pool name, from `definitions.work_pools` (Prefect's deployment schema has no
-    field for it); a pool not listed there is a process pool."""
-    declared = (load_raw(path).get("definitions") or {}).get("work_pools") or {}
-    if not isinstance(declared, dict):
-        raise SpecError(f"{path.name}: definitions.work_pools must map pool names to worker types")
-    return declared
-
-
-def declared_automations(path: Path = settings.PREFECT_YAML) -> list[str]:
-    """Names of the automations (deployments/automations.py) this file owns, from
-    `definitions.automations`."""
-    names = (load_raw(path).get("definitions") or {}).get("automations") or []
-    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-        raise SpecError(f"{path.name}: definitions.automations must be a list of names")
-    return names
+def project_name(path: Path = settings.PREFECT_YAML) -> str:
+    """prefect.yaml's `name`: the owner of what the file declares on a server."""
+    name = load_raw(path).get("name")
+    if not isinstance(name, str) or not name:
+        raise SpecError(f"{path.name}: needs a top-level `name:` (the project's name)")
+    return name
 
 
 def owner_tag(path: Path = settings.PREFECT_YAML) -> str:
     """The tag that marks what this prefect.yaml owns on the server."""
-    name = load_raw(path).get("name")
-    if not isinstance(name, str) or not name:
-        raise SpecError(f"{path.name}: needs a top-level `name:` (the project's name)")
-    return OWNER_TAG_PREFIX + name
+    return OWNER_TAG_PREFIX + project_name(path)
+
+
+def reject_unknown(item: dict[str, Any], known: set[str], where: str) -> None:
+    """SpecError naming the first field of `item` that is not in `known`."""
+    unknown = sorted(set(item) - known)
+    if unknown:
+        raise SpecError(
+            f"{where}: unknown field {unknown[0]!r} (known: {', '.join(sorted(known))})"
+        )
 
 
 def _schedule(where: str, item: dict[str, Any]) -> ScheduleSpec:
-    if set(item) - {"slug", "interval", "active"} or "interval" not in item:
-        raise SpecError(f"{where}: only interval schedules (slug, interval, active) are supported")
+    if not isinstance(item, dict):
+        raise SpecError(f"{where}: a mapping of schedule fields")
+    reject_unknown(item, SCHEDULE_FIELDS, where)
     if not item.get("slug"):
         raise SpecError(f"{where}.slug: every schedule needs a slug to survive redeploys")
+    kinds = [kind for kind in ("interval", "cron", "rrule") if item.get(kind) is not None]
+    if len(kinds) != 1:
+        raise SpecError(f"{where}: exactly one of interval, cron or rrule, not {kinds or 'none'}")
+    common = {"timezone": item["timezone"]} if item.get("timezone") else {}
+    try:
+        if kinds == ["interval"]:
+            if item.get("anchor_date"):
+                common["anchor_date"] = parse_datetime(str(item["anchor_date"]))
+            schedule = IntervalSchedule(interval=timedelta(seconds=item["interval"]), **common)
+        elif kinds == ["cron"]:
+            schedule = CronSchedule(cron=item["cron"], day_or=item.get("day_or", True), **common)
+        else:
+            schedule = RRuleSchedule(rrule=item["rrule"], **common)
+        limit = item.get("max_scheduled_runs")
+        if limit is not None and (not isinstance(limit, int) or limit < 1):
+            raise ValueError(
+                f"max_scheduled_runs must be a whole number of at least 1, not {limit!r}"
+            )
+    except (ValueError, TypeError) as exc:  # pydantic's ValidationError is a ValueError
+        raise SpecError(f"{where}: {exc}") from None
+    parameters = item.get("parameters") or {}
+    if not isinstance(parameters, dict):
+        raise SpecError(f"{where}.parameters: a mapping of parameter names to values")
     return ScheduleSpec(
         slug=item["slug"],
-        interval=timedelta(seconds=item["interval"]),
-        active=item.get("active", True),
+        schedule=schedule,
+        active=bool(item.get("active", True)),
+        parameters=parameters,
+        max_scheduled_runs=item.get("max_scheduled_runs"),
+        anchor_declared=bool(item.get("anchor_date")),
     )
 
 
@@ -172,6 +223,9 @@ def load_deployments(
                     concurrency=_concurrency(
                         f"{where}.concurrency_limit", item.get("concurrency_limit")
                     ),
+                    paused=bool(item.get("paused", False)),
+                    work_queue_name=work_pool.get("work_queue_name"),
+                    triggers=list(item.get("triggers") or []),
                 )
             )
         except KeyError as exc:

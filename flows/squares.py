@@ -24,14 +24,26 @@ from prefect.artifacts import (
     update_progress_artifact,
 )
 from prefect.cache_policies import NO_CACHE
+from prefect.concurrency.sync import concurrency
 from prefect.futures import PrefectFutureList, as_completed
 from prefect.task_runners import TaskRunner
+from prefect.variables import Variable
 from pydantic import Field
 
 from deployments import settings
 from flows.chunked_squares import ChunkedSquares
 from flows.reports import progress_checkpoints, squares_summary, squares_table
-from flows.squares_input import SquaresInput, SquaresInputError, plan_squares
+from flows.squares_input import (
+    DEFAULT_CHUNK_SIZE,
+    SquaresInput,
+    SquaresInputError,
+    plan_squares,
+)
+
+# Declared in prefect.yaml: the chunk size of a range run that gives none (a Prefect variable),
+# and the global concurrency limit every chunk task holds a slot of while it squares.
+CHUNK_SIZE_VARIABLE = "squares_chunk_size"
+CHUNK_LIMIT = "squares-chunks"
 
 # Inputs at least this long get a progress bar in the UI, updated about PROGRESS_STEPS times.
 PROGRESS_MIN_TASKS = 50
@@ -59,8 +71,24 @@ def square(n: int) -> int:
 
 @task(retries=2, retry_delay_seconds=1, cache_policy=NO_CACHE)
 def square_chunk(numbers: range | list[int]) -> ChunkedSquares:
-    """Square one chunk of numbers (a ChunkedSquares, which Prefect does not walk)."""
-    return ChunkedSquares([square_numbers(numbers)])
+    """Square one chunk of numbers (a ChunkedSquares, which Prefect does not walk), holding a
+    slot of the server's concurrency limit CHUNK_LIMIT while it does (none where the server
+    declares no such limit)."""
+    with concurrency(CHUNK_LIMIT, occupy=1):
+        return ChunkedSquares([square_numbers(numbers)])
+
+
+def configured_chunk_size() -> int | None:
+    """The chunk size the server's variable CHUNK_SIZE_VARIABLE sets, None when it has none."""
+    value = Variable.get(CHUNK_SIZE_VARIABLE, default=None)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise SquaresInputError(
+            f"the variable {CHUNK_SIZE_VARIABLE!r} must be a whole number of at least 1, "
+            f"not {value!r}"
+        )
+    return value
 
 
 def chunk_task_runner() -> TaskRunner | None:
@@ -101,7 +129,8 @@ def compute_squares(
     sequence equal to the same list). Publishes a table of (number, square), a summary (count,
     sum, min, max) and, for 50 tasks or more, a progress bar.
     """
-    plan = plan_squares(numbers, start, stop, chunk_size)
+    default_size = configured_chunk_size() if chunk_size is None and numbers is None else None
+    plan = plan_squares(numbers, start, stop, chunk_size, default_size or DEFAULT_CHUNK_SIZE)
     if plan.chunks is None:
         futures = square.map(plan.numbers)
     else:

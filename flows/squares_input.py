@@ -26,8 +26,10 @@ def plan_squares(
     start: int | None,
     stop: int | None,
     chunk_size: int | None,
+    default_chunk_size: int = DEFAULT_CHUNK_SIZE,
 ) -> SquaresInput:
-    """Check the parameters and split the work: either `numbers` or `start`..`stop`."""
+    """Check the parameters and split the work: either `numbers` or `start`..`stop` (in chunks
+    of `chunk_size`, else `default_chunk_size`)."""
     if chunk_size is not None and chunk_size < 1:
         raise SquaresInputError(f"chunk_size must be at least 1, not {chunk_size}")
     if numbers is not None:
@@ -46,7 +48,7 @@ def plan_squares(
     if stop < start:
         raise SquaresInputError(f"`stop` ({stop}) must not be less than `start` ({start})")
     span = range(start, stop)
-    return SquaresInput(span, _chunks(span, chunk_size or DEFAULT_CHUNK_SIZE))
+    return SquaresInput(span, _chunks(span, chunk_size or default_chunk_size))
 
 
 def _chunks(numbers: list[int] | range, size: int) -> list[list[int] | range]:

@@ -219,9 +219,6 @@ class LocalStack:
             )
         return result
 
-    def create_pool(self) -> None:
-        self.run_cli(sys.executable, "-m", "deployments.pool", self.pool_name)
-
     def apply(self, *options: str) -> subprocess.CompletedProcess[str]:
         """`python -m deployments apply`: prefect.yaml checked first (a broken file stops there
         with its field named, before the server changes), then the pool, `prefect deploy --all`,

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from itertools import pairwise
 
 import pytest
+from prefect.client.schemas.actions import WorkPoolCreate
 from prefect.client.schemas.filters import (
     DeploymentFilter,
     DeploymentFilterId,
@@ -105,7 +106,8 @@ def test_python_registration_gives_the_same_state_as_the_cli(live_stack, tmp_pat
     )
     try:
         fresh.start_server()
-        fresh.create_pool()
+        with stack_client(fresh) as client:
+            client.create_work_pool(WorkPoolCreate(name=fresh.pool_name, type="process"))
         fresh.run_cli(sys.executable, "-m", "deployments.register")
         registered = snapshot(fresh)
     finally:

@@ -1,4 +1,4 @@
-"""The zombie automation of deployments/automations.py on a live stack: applied once however often
+"""The zombie automation prefect.yaml declares, on a live stack: applied once however often
 `make up` applies it, and armed by the heartbeats the stack's flow runs really send, with room for
 late beats. What it does when a run's process dies is tests/reliability/test_crash_recovery.py."""
 
@@ -10,12 +10,12 @@ import pytest
 from prefect.client.schemas.objects import StateType
 
 from deployments import settings
-from deployments.automations import ZOMBIE_AUTOMATION_NAME
 from tests.deployed_flows import flow_run_heartbeats, supervised_worker_pid
 from tests.live_stack import run_deployment_and_wait, wait_until
 
 pytestmark = pytest.mark.parametrize("live_stack", ["sqlite"], indirect=True)
 
+ZOMBIE_AUTOMATION_NAME = "crash-zombie-flow-runs"  # prefect.yaml's `automations`
 # Prefect's setting: a flow-run process sends a heartbeat event this often; unset, it sends none.
 HEARTBEAT_ENV = "PREFECT_FLOWS_HEARTBEAT_FREQUENCY"
 

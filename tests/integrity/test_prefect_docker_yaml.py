@@ -9,7 +9,7 @@ from deployments import settings
 from deployments.check import check_spec
 from deployments.image_tag import image_tag
 from deployments.settings import IMAGE_TAG_ENV
-from deployments.spec import SpecError, load_deployments, load_raw, owner_tag, pool_types
+from deployments.spec import SpecError, load_deployments, load_raw, owner_tag
 
 PATH = settings.REPO_ROOT / "prefect-docker.yaml"
 RAW = load_raw(PATH)
@@ -32,7 +32,8 @@ def test_declares_the_tutorial_flows_on_a_docker_pool(docker_env) -> None:
         "flows/greetings.py:say_hello",
     }
     assert {spec.work_pool_name for spec in specs} == {"docker-pool"}
-    assert pool_types(PATH) == {"docker-pool": "docker"}
+    pools = {pool["name"]: pool["type"] for pool in load_raw(PATH)["work_pools"]}
+    assert pools == {"docker-pool": "docker"}
     assert owner_tag(PATH) != owner_tag()  # pruning one file never deletes the other's
 
 

@@ -24,6 +24,7 @@ from prefect.utilities.callables import parameter_schema
 from prefect.utilities.schema_tools import ValidationError, validate
 
 from deployments import settings
+from deployments.declarations import SECTIONS
 from deployments.spec import DeploymentSpec, SpecError, load_deployments, load_raw
 
 
@@ -69,8 +70,9 @@ def test_declares_the_tutorial_deployments() -> None:
 
 
 def test_top_level_has_no_keys_prefect_ignores() -> None:
-    # `definitions` only carries YAML anchors; Prefect 2 leftovers (storage, infrastructure) fail.
-    unknown = set(RAW) - _keys(PrefectYamlModel) - {"definitions"}
+    # `definitions` only carries YAML anchors and the declarations' sections are read by
+    # `python -m deployments`; Prefect 2 leftovers (storage, infrastructure) fail.
+    unknown = set(RAW) - _keys(PrefectYamlModel) - {"definitions", *SECTIONS}
     assert not unknown, f"prefect.yaml: keys Prefect would silently ignore: {sorted(unknown)}"
 
 

@@ -120,7 +120,7 @@ def test_a_bad_value_is_refused_naming_its_variable(clean_env, name, value, mess
     [
         ["-m", "stack", "status"],
         ["-m", "stack.worker_supervisor", "--pool", "any"],
-        ["-m", "deployments.pool"],
+        ["-m", "deployments", "plan"],
         ["-m", "deployments", "check"],
         ["-m", "bench.run"],
     ],

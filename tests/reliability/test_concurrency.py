@@ -3,8 +3,6 @@ at every moment, and every run still completes (collision strategy ENQUEUE: none
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 
 import pytest
@@ -14,9 +12,8 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.objects import StateType
 
-from deployments import settings
 from deployments.spec import load_deployments
-from tests.live_stack import unique, wait_until
+from tests.live_stack import wait_until
 from tests.reports import report
 
 pytestmark = pytest.mark.parametrize("live_stack", ["sqlite"], indirect=True)
@@ -54,31 +51,3 @@ def test_burst_respects_the_deployment_concurrency_limit(api) -> None:
     assert peak <= spec.concurrency.limit
     assert peak == spec.concurrency.limit, "the burst never reached the limit: not exercised"
     assert sorted(run.state.type for run in runs) == [StateType.COMPLETED] * BURST
-
-
-def _ensure_pool(live_stack, name: str, **env: str):
-    return subprocess.run(
-        [sys.executable, "-m", "deployments.pool", name],
-        env={**live_stack.env, **env},
-        cwd=settings.REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
-def test_the_optional_pool_concurrency_limit(live_stack, api) -> None:
-    name = unique("limited-pool")
-    limit_env = settings.POOL_CONCURRENCY_LIMIT_ENV
-    try:
-        refused = _ensure_pool(live_stack, name, **{limit_env: "many"})
-        assert refused.returncode != 0
-        assert f"{limit_env} must be a whole number" in refused.stderr
-        assert name not in {pool.name for pool in api.read_work_pools()}, "changed nothing"
-
-        assert _ensure_pool(live_stack, name, **{limit_env: "3"}).returncode == 0
-        assert api.read_work_pool(name).concurrency_limit == 3
-        assert _ensure_pool(live_stack, name, **{limit_env: ""}).returncode == 0
-        assert api.read_work_pool(name).concurrency_limit == 3, "unset keeps the pool's limit"
-    finally:
-        api.delete_work_pool(name)

@@ -1,0 +1,398 @@
+"""Deployments: everything prefect.yaml says of each one, keyed `flow/deployment`.
+
+Fields: entrypoint, description, version, tags, parameters and their schema (made strict:
+deployments/strict_parameters.py), enforce_parameter_schema, work pool and queue, job variables,
+concurrency limit, paused, schedules (every field, by slug), pull steps and event triggers (the
+automations the deployment owns). `prefect deploy --all` creates and updates them, as users run
+it, with the file's build and push steps; what it leaves different (the strict schema, paused,
+schedule fields it does not send, an edit it does not undo) is then set through the API.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+from prefect import Flow
+from prefect.client.orchestration import PrefectClient
+from prefect.client.schemas.actions import DeploymentScheduleCreate, DeploymentUpdate
+from prefect.client.schemas.filters import FlowFilter, FlowFilterId
+from prefect.client.schemas.objects import ConcurrencyOptions, DeploymentSchedule
+from prefect.client.schemas.responses import DeploymentResponse
+from prefect.client.schemas.sorting import DeploymentSort, FlowSort
+from prefect.events import DeploymentTriggerTypes
+from prefect.flows import load_flow_from_entrypoint
+from prefect.utilities.callables import parameter_schema
+from pydantic import TypeAdapter, ValidationError
+
+from deployments import settings
+from deployments.declarations import Declarations
+from deployments.kinds.automations import automation_fields
+from deployments.kinds.base import (
+    ApplyError,
+    Declared,
+    Fields,
+    Kind,
+    Ownership,
+    ServerObject,
+    every_page,
+)
+from deployments.spec import (
+    DeploymentSpec,
+    ScheduleSpec,
+    SpecError,
+    pull_steps,
+    resolve_deployments,
+)
+from deployments.strict_parameters import strict
+
+PREFECT = str(Path(sys.executable).with_name("prefect"))  # the CLI of this environment
+TRIGGER = TypeAdapter(DeploymentTriggerTypes)
+# The fields DeploymentUpdate sets as they are, by the name the comparison gives them.
+PLAIN_FIELDS = {
+    "entrypoint": "entrypoint",
+    "description": "description",
+    "version": "version",
+    "tags": "tags",
+    "parameters": "parameters",
+    "parameter_schema": "parameter_openapi_schema",
+    "enforce_parameter_schema": "enforce_parameter_schema",
+    "work_pool": "work_pool_name",
+    "work_queue": "work_queue_name",
+    "job_variables": "job_variables",
+    "paused": "paused",
+    "pull_steps": "pull_steps",
+}
+
+
+@cache
+def _flow(entrypoint_path: Path, function: str) -> Flow:
+    """Import a flow once per entrypoint (many deployments share one)."""
+    return load_flow_from_entrypoint(f"{entrypoint_path}:{function}")
+
+
+def load_flow(spec: DeploymentSpec) -> Flow:
+    return _flow(spec.entrypoint_path, spec.flow_function)
+
+
+def _schedule_fields(
+    schedule: dict[str, Any], slug: str | None, active: bool, parameters, limit, anchor: bool
+) -> Fields:
+    if not anchor:  # an anchor the repository does not declare is the server's choice
+        schedule = {k: v for k, v in schedule.items() if k != "anchor_date"}
+    return {
+        "slug": slug,
+        "schedule": schedule,
+        "active": active,
+        "parameters": parameters or {},
+        "max_scheduled_runs": limit,
+    }
+
+
+def declared_schedule(spec: ScheduleSpec) -> Fields:
+    return _schedule_fields(
+        spec.schedule.model_dump(mode="json"),
+        spec.slug,
+        spec.active,
+        spec.parameters,
+        spec.max_scheduled_runs,
+        spec.anchor_declared,
+    )
+
+
+def _by_slug(schedules: list[Fields]) -> list[Fields]:
+    return sorted(schedules, key=lambda schedule: schedule["slug"] or "")
+
+
+async def _triggers(
+    client: PrefectClient, deployment: DeploymentResponse, declared: Fields
+) -> list[Fields]:
+    """The automations `prefect deploy` made of the deployment's triggers: related to the
+    deployment and named as a declared trigger or as Prefect names them (`NAME__automation_N`).
+    The API does not say which related automations the deployment owns; another automation
+    that runs it under another name is not one of its triggers."""
+    names = {trigger["name"] for trigger in declared.get("triggers") or []}
+    generated = re.compile(rf"^{re.escape(deployment.name)}__automation_\d+$")
+    related = await client.read_resource_related_automations(f"prefect.deployment.{deployment.id}")
+    return [
+        {**_trigger_fields(automation, str(deployment.id)), "id": str(automation.id)}
+        for automation in related
+        if automation.name in names or generated.match(automation.name)
+    ]
+
+
+def _trigger_fields(automation, owner_id: str | None) -> Fields:
+    fields = automation_fields(automation, {})
+    fields["name"] = automation.name
+    for action in fields.get("actions") or []:
+        if action.get("deployment_id") in (owner_id, str(UUID(int=0))):
+            action.pop("deployment_id")  # the deployment itself
+    return fields
+
+
+def declared_triggers(spec: DeploymentSpec, where: str) -> list[Fields]:
+    """The deployment's `triggers` as the automations `prefect deploy` makes of them."""
+    triggers = []
+    for index, item in enumerate(copy.deepcopy(spec.triggers), start=1):
+        item.setdefault("name", f"{spec.name}__automation_{index}")
+        try:
+            trigger = TRIGGER.validate_python(item)
+        except ValidationError as exc:
+            error = exc.errors()[0]
+            raise SpecError(
+                f"{where}.triggers[{index - 1}]: {error['loc']}: {error['msg']}"
+            ) from None
+        trigger.set_deployment_id(UUID(int=0))
+        triggers.append(_trigger_fields(trigger.as_automation(), None))
+    return sorted(triggers, key=lambda t: t["name"])
+
+
+def declared_deployment(
+    spec: DeploymentSpec, flow: Flow, steps: list[dict[str, Any]], where: str
+) -> Fields:
+    """The fields `prefect deploy` gives this deployment of `flow`, plus the strict parameter
+    schema that apply sets right after it."""
+    schema = parameter_schema(flow).model_dump(exclude_unset=True)
+    concurrency = (
+        {"limit": spec.concurrency.limit, "collision_strategy": spec.concurrency.collision_strategy}
+        if spec.concurrency
+        else None
+    )
+    return {
+        "entrypoint": spec.entrypoint,
+        "description": spec.description or None,
+        "version": spec.version,
+        "tags": sorted(spec.tags),
+        "parameters": spec.parameters,
+        "parameter_schema": strict(schema),
+        "enforce_parameter_schema": spec.enforce_parameter_schema,
+        "work_pool": spec.work_pool_name,
+        "work_queue": spec.work_queue_name or "default",
+        "job_variables": spec.job_variables,
+        "concurrency_limit": concurrency,
+        "paused": spec.paused,
+        "schedules": _by_slug([declared_schedule(s) for s in spec.schedules]),
+        "pull_steps": steps,
+        "triggers": declared_triggers(spec, where),
+    }
+
+
+def _server_schedule(schedule: DeploymentSchedule, anchored: set[str]) -> Fields:
+    return _schedule_fields(
+        schedule.schedule.model_dump(mode="json"),
+        schedule.slug,
+        schedule.active,
+        schedule.parameters,
+        schedule.max_scheduled_runs,
+        schedule.slug in anchored,
+    )
+
+
+def server_deployment(
+    deployment: DeploymentResponse, triggers: list[Fields], anchored: set[str]
+) -> Fields:
+    limit = deployment.global_concurrency_limit
+    options = deployment.concurrency_options
+    concurrency = (
+        {
+            "limit": limit.limit,
+            "collision_strategy": str(options.collision_strategy.value) if options else "ENQUEUE",
+        }
+        if limit
+        else None
+    )
+    return {
+        "entrypoint": deployment.entrypoint,
+        "description": deployment.description or None,
+        "version": deployment.version,
+        "tags": sorted(deployment.tags),
+        "parameters": deployment.parameters,
+        "parameter_schema": deployment.parameter_openapi_schema,
+        "enforce_parameter_schema": deployment.enforce_parameter_schema,
+        "work_pool": deployment.work_pool_name,
+        "work_queue": deployment.work_queue_name,
+        "job_variables": deployment.job_variables,
+        "concurrency_limit": concurrency,
+        "paused": deployment.paused,
+        "schedules": _by_slug([_server_schedule(s, anchored) for s in deployment.schedules]),
+        "pull_steps": deployment.pull_steps or [],
+        "triggers": sorted(triggers, key=lambda t: t["name"]),
+    }
+
+
+class Deployments(Kind):
+    name = "deployment"
+    ownership = Ownership.TAG
+
+    async def declare(self, client: PrefectClient, declarations: Declarations) -> Declared:
+        """Read as `prefect deploy` reads them (block and variable references resolved on the
+        server), importing each flow."""
+        steps = pull_steps(declarations.path)
+        result = Declared()
+        for index, spec in enumerate(await resolve_deployments(client, declarations.path)):
+            flow = load_flow(spec)
+            where = f"{declarations.path.name}: deployments[{index}]"
+            result.objects[f"{flow.name}/{spec.name}"] = declared_deployment(
+                spec, flow, steps, where
+            )
+        return result
+
+    async def read(self, client: PrefectClient, view) -> list[ServerObject]:
+        """Per flow (names are unique within one), each flow's deployments by name: a stable
+        order, and no deployment whose flow the read has not seen."""
+        flows = await every_page(
+            lambda offset, limit: client.read_flows(
+                sort=FlowSort.NAME_ASC, limit=limit, offset=offset
+            ),
+            lambda flow: flow.id,
+        )
+        declared = view.declared.get(self.name)
+        view.trigger_ids = set()
+        objects = []
+        for flow in flows:
+            deployments = await every_page(
+                lambda offset, limit, flow=flow: client.read_deployments(
+                    flow_filter=FlowFilter(id=FlowFilterId(any_=[flow.id])),
+                    sort=DeploymentSort.NAME_ASC,
+                    limit=limit,
+                    offset=offset,
+                ),
+                lambda deployment: deployment.id,
+            )
+            for deployment in deployments:
+                key = f"{flow.name}/{deployment.name}"
+                declared_fields = (declared.objects.get(key) if declared else None) or {}
+                anchored = {
+                    s["slug"]
+                    for s in declared_fields.get("schedules") or []
+                    if "anchor_date" in s["schedule"]
+                }
+                triggers = (
+                    await _triggers(client, deployment, declared_fields) if declared_fields else []
+                )
+                view.trigger_ids |= {t.pop("id") for t in triggers}
+                fields = server_deployment(deployment, triggers, anchored)
+                objects.append(
+                    ServerObject(
+                        key, str(deployment.id), fields, tags=list(deployment.tags), raw=deployment
+                    )
+                )
+        return objects
+
+    async def apply_changes(self, client: PrefectClient, changes, view) -> list[str]:
+        """`prefect deploy --all` for what is created or changed, then the API for what it
+        left different."""
+        if not changes:
+            return []
+        names = sorted(change.name for change in changes)
+        deploy(view.declarations.path, names)
+        done = [f"deployed {', '.join(names)}"]
+        after = {obj.key: obj for obj in await self.read(client, view)}
+        repaired = []
+        for key in names:
+            fields = view.declared[self.name].objects[key]
+            obj = after.get(key)
+            if obj is None:
+                raise ApplyError(f"`prefect deploy` did not create deployment {key}")
+            view.created.add(obj.id)
+            differing = {name for name, value in fields.items() if obj.fields.get(name) != value}
+            if differing:
+                await self.update(client, obj, fields, differing, view)
+                repaired.append(f"{key} ({', '.join(sorted(differing))})")
+        if repaired:
+            done.append(f"set through the API: {'; '.join(repaired)}")
+        return done
+
+    async def update(
+        self, client, obj: ServerObject, fields: Fields, changed: set[str], view
+    ) -> None:
+        deployment_id = UUID(obj.id)
+        plain = {PLAIN_FIELDS[name]: fields[name] for name in changed if name in PLAIN_FIELDS}
+        if "concurrency_limit" in changed:
+            limit = fields["concurrency_limit"]
+            plain["concurrency_limit"] = limit["limit"] if limit else None
+            plain["concurrency_options"] = (
+                ConcurrencyOptions(collision_strategy=limit["collision_strategy"])
+                if limit
+                else None
+            )
+        if plain:
+            await client.update_deployment(deployment_id, DeploymentUpdate(**plain))
+        if "schedules" in changed:
+            await _set_schedules(client, obj, fields["schedules"])
+        if "triggers" in changed:
+            await _set_triggers(client, deployment_id, view, obj.key)
+
+    async def delete(self, client: PrefectClient, obj: ServerObject) -> None:
+        await client.delete_deployment(UUID(obj.id))
+
+
+async def _set_schedules(client: PrefectClient, obj: ServerObject, declared: list[Fields]) -> None:
+    """Each declared schedule as declared, by slug; the server's others deleted."""
+    deployment: DeploymentResponse = await client.read_deployment(UUID(obj.id))
+    existing = {s.slug: s for s in deployment.schedules}
+    for schedule in declared:
+        body = {
+            "schedule": schedule["schedule"],
+            "active": schedule["active"],
+            "parameters": schedule["parameters"],
+            "max_scheduled_runs": schedule["max_scheduled_runs"],
+            "slug": schedule["slug"],
+        }
+        current = existing.pop(schedule["slug"], None)
+        if current is None:
+            await client.create_deployment_schedules(
+                deployment.id, [DeploymentScheduleCreate.model_validate(body)]
+            )
+        else:
+            response = await client.request(
+                "PATCH",
+                "/deployments/{id}/schedules/{schedule_id}",
+                path_params={"id": deployment.id, "schedule_id": current.id},
+                json=body,
+            )
+            response.raise_for_status()
+    for schedule in existing.values():
+        await client.delete_deployment_schedule(deployment.id, schedule.id)
+
+
+async def _set_triggers(client: PrefectClient, deployment_id: UUID, view, key: str) -> None:
+    """As `prefect deploy` does: the deployment's automations replaced by its triggers."""
+    from deployments.spec import load_deployments
+
+    await client.delete_resource_owned_automations(f"prefect.deployment.{deployment_id}")
+    flow_name, name = key.split("/", 1)
+    spec = next(s for s in load_deployments(view.declarations.path) if s.name == name)
+    for index, item in enumerate(copy.deepcopy(spec.triggers), start=1):
+        item.setdefault("name", f"{spec.name}__automation_{index}")
+        trigger = TRIGGER.validate_python(item)
+        trigger.set_deployment_id(deployment_id)
+        await client.create_automation(trigger.as_automation())
+
+
+def deploy(path: Path, names: list[str]) -> None:
+    """Prefect's own deploy machinery, as users run it, from the repository root, for the
+    deployments `names` (`flow/deployment`)."""
+    # Build steps run commands as `python ...`: this environment's, as if it were activated.
+    path_env = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    result = subprocess.run(
+        [PREFECT, "--no-prompt", "deploy", "--prefect-file", str(path)]
+        + [option for name in names for option in ("--name", name)],
+        cwd=settings.REPO_ROOT,
+        env={**os.environ, "PATH": path_env},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if result.returncode != 0:
+        raise ApplyError(
+            f"`prefect deploy` failed (exit {result.returncode}):\n"
+            f"{result.stdout[-3000:]}{result.stderr[-3000:]}"
+        )

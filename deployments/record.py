@@ -1,0 +1,115 @@
+"""The applied record: per kind, object and field, a digest of what `apply` applied, and the ids
+of the objects it created or adopted. Kept on the server itself, in Prefect variables tagged with
+the owner tag, so that every clone and CI job reading the same server agrees.
+
+A server value that no longer matches its digest was edited out of band (drift), not changed in
+the repository; for kinds without tags, an id the record lists is the repository's own.
+
+A Prefect variable holds at most 5,000 characters, so the record is compressed and split over
+numbered parts `applied-<owner>-<generation>-<n>`; the variable `applied-<owner>` names the
+generation in force. A new record is written under a new generation, then the pointer is turned,
+then the old parts are deleted: a reader sees either the whole old record or the whole new one.
+Secret fields are never recorded (not even as digests).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import uuid
+import zlib
+from typing import Any
+
+from prefect.client.orchestration import PrefectClient
+from prefect.client.schemas.actions import VariableCreate, VariableUpdate
+from prefect.client.schemas.filters import VariableFilter, VariableFilterName
+
+from deployments.kinds.base import every_page
+
+RECORD_PREFIX = "applied-"
+PART_CHARS = 4800  # a part's text, below Prefect's 5,000 characters per variable value
+FORMAT = 2
+
+# kind name -> object key -> {"id": str | None, "fields": {field: digest}}
+Record = dict[str, dict[str, dict[str, Any]]]
+
+
+def digest(value: Any) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def pointer_name(owner_slug: str) -> str:
+    return f"{RECORD_PREFIX}{owner_slug}"
+
+
+def is_record_variable(name: str) -> bool:
+    return name.startswith(RECORD_PREFIX)
+
+
+async def read_record(client: PrefectClient, owner_slug: str) -> Record:
+    """The record in force; empty when there is none, or one of another format (then drift
+    shows as an update, and the objects it listed need --adopt once)."""
+    pointer = await client.read_variable_by_name(pointer_name(owner_slug))
+    value = pointer.value if pointer else None
+    if not isinstance(value, dict) or value.get("format") != FORMAT:
+        return {}
+    text = ""
+    for part in range(value["parts"]):
+        variable = await client.read_variable_by_name(
+            _part_name(owner_slug, value["generation"], part)
+        )
+        if variable is None or not isinstance(variable.value, str):
+            return {}
+        text += variable.value
+    return json.loads(zlib.decompress(base64.b64decode(text)))
+
+
+def _part_name(owner_slug: str, generation: str, part: int) -> str:
+    return f"{RECORD_PREFIX}{owner_slug}-{generation}-{part}"
+
+
+async def write_record(
+    client: PrefectClient, owner_slug: str, owner_tag: str, record: Record
+) -> None:
+    text = base64.b64encode(zlib.compress(json.dumps(record, sort_keys=True).encode(), 9)).decode()
+    parts = [text[i : i + PART_CHARS] for i in range(0, len(text), PART_CHARS)] or [""]
+    generation = uuid.uuid4().hex[:8]
+    for number, part in enumerate(parts):
+        await client.create_variable(
+            VariableCreate(
+                name=_part_name(owner_slug, generation, number), value=part, tags=[owner_tag]
+            )
+        )
+    pointer = {"format": FORMAT, "generation": generation, "parts": len(parts)}
+    name = pointer_name(owner_slug)
+    if await client.read_variable_by_name(name) is None:
+        await client.create_variable(VariableCreate(name=name, value=pointer, tags=[owner_tag]))
+    else:
+        await client.update_variable(VariableUpdate(name=name, value=pointer, tags=[owner_tag]))
+    await _delete_other_generations(client, owner_slug, generation)
+
+
+async def _delete_other_generations(client: PrefectClient, owner_slug: str, keep: str) -> None:
+    prefix = f"{RECORD_PREFIX}{owner_slug}-"
+
+    async def page(offset: int, limit: int) -> list:
+        response = await client.request(
+            "POST",
+            "/variables/filter",
+            json={
+                "variables": VariableFilter(name=VariableFilterName(like_=prefix)).model_dump(
+                    mode="json"
+                ),
+                "sort": "NAME_ASC",
+                "offset": offset,
+                "limit": limit,
+            },
+        )
+        return response.json()
+
+    for variable in await every_page(page, lambda v: v["id"]):
+        rest = variable["name"][len(prefix) :]
+        generation = rest.rsplit("-", 1)[0]
+        if variable["name"].startswith(prefix) and generation != keep and rest.count("-") == 1:
+            await client.delete_variable_by_name(variable["name"])

@@ -1,0 +1,47 @@
+"""One read of the server, shared by every kind during a plan or an apply: the applied record,
+the objects each kind read, and lists several kinds need (read once, on first use)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from prefect.client.orchestration import PrefectClient
+
+from deployments.declarations import Declarations
+from deployments.kinds.base import Declared, Kind, Ownership, ServerObject
+from deployments.record import Record
+
+
+@dataclass
+class ServerView:
+    client: PrefectClient
+    declarations: Declarations
+    record: Record
+    declared: dict[str, Declared] = field(default_factory=dict)  # by kind name
+    objects: dict[str, list[ServerObject]] = field(default_factory=dict)  # by kind name
+    created: set[str] = field(default_factory=set)  # ids apply created or took over
+    trigger_ids: set[str] = field(default_factory=set)  # automations deployments own
+    _lists: dict[str, Any] = field(default_factory=dict)
+
+    async def shared(self, name: str, read: Callable[[], Awaitable[Any]]) -> Any:
+        """`read()`'s result, read at most once per view."""
+        if name not in self._lists:
+            self._lists[name] = await read()
+        return self._lists[name]
+
+    def forget(self, name: str) -> None:
+        self._lists.pop(name, None)
+
+    def recorded_ids(self, kind: str) -> set[str]:
+        return {entry["id"] for entry in self.record.get(kind, {}).values() if entry.get("id")}
+
+    def owns(self, kind: Kind, obj: ServerObject) -> bool:
+        """Whether the repository owns `obj`: it carries the owner tag, or, for kinds without
+        tags, the record lists its id (or the kind vouches for it)."""
+        if obj.id in self.created:
+            return True
+        if kind.ownership is Ownership.RECORD:
+            return obj.id in self.recorded_ids(kind.name) or kind.owned_without_record(obj, self)
+        return self.declarations.owner_tag in (obj.tags or [])
