@@ -28,6 +28,7 @@ from prefect.client.schemas.objects import ConcurrencyOptions, DeploymentSchedul
 from prefect.client.schemas.responses import DeploymentResponse
 from prefect.client.schemas.sorting import DeploymentSort, FlowSort
 from prefect.events import DeploymentTriggerTypes
+from prefect.events.schemas.automations import AutomationCore
 from prefect.flows import load_flow_from_entrypoint
 from prefect.utilities.callables import parameter_schema
 from pydantic import TypeAdapter, ValidationError
@@ -328,7 +329,7 @@ class Deployments(Kind):
         if "schedules" in changed:
             await _set_schedules(client, obj, fields["schedules"])
         if "triggers" in changed:
-            await _set_triggers(client, deployment_id, view, obj.key)
+            await _set_triggers(client, deployment_id, fields["triggers"])
 
     async def delete(self, client: PrefectClient, obj: ServerObject) -> None:
         await client.delete_deployment(UUID(obj.id))
@@ -363,18 +364,16 @@ async def _set_schedules(client: PrefectClient, obj: ServerObject, declared: lis
         await client.delete_deployment_schedule(deployment.id, schedule.id)
 
 
-async def _set_triggers(client: PrefectClient, deployment_id: UUID, view, key: str) -> None:
-    """As `prefect deploy` does: the deployment's automations replaced by its triggers."""
-    from deployments.spec import load_deployments
-
+async def _set_triggers(client: PrefectClient, deployment_id: UUID, triggers: list[Fields]) -> None:
+    """As `prefect deploy` does: the automations the deployment owns replaced by `triggers`."""
     await client.delete_resource_owned_automations(f"prefect.deployment.{deployment_id}")
-    flow_name, name = key.split("/", 1)
-    spec = next(s for s in load_deployments(view.declarations.path) if s.name == name)
-    for index, item in enumerate(copy.deepcopy(spec.triggers), start=1):
-        item.setdefault("name", f"{spec.name}__automation_{index}")
-        trigger = TRIGGER.validate_python(item)
-        trigger.set_deployment_id(deployment_id)
-        await client.create_automation(trigger.as_automation())
+    for trigger in triggers:
+        automation = copy.deepcopy(trigger)
+        for action in automation.get("actions") or []:
+            if action.get("type") == "run-deployment" and action.get("source") == "selected":
+                action.setdefault("deployment_id", str(deployment_id))
+        automation["owner_resource"] = f"prefect.deployment.{deployment_id}"
+        await client.create_automation(AutomationCore.model_validate(automation))
 
 
 def deploy(path: Path, names: list[str]) -> None:
