@@ -3,6 +3,7 @@
     python -m deployments plan [--prune] [--json]      # what apply would change; changes nothing
     python -m deployments apply [--prune] [--adopt]    # make the server match prefect.yaml
     python -m deployments check                        # prefect.yaml and its entrypoints only
+    python -m deployments import                       # declare what the server has, unowned
 
 All take `--prefect-file PATH` (default: prefect.yaml) and reach the server through
 PREFECT_API_URL and PREFECT_API_AUTH_STRING, like every Prefect client. plan and apply take
@@ -11,7 +12,7 @@ deploy jobs wait for the server, or the load balancer, this way).
 
 Exit codes, as Terraform's `plan -detailed-exitcode`: plan exits 0 when the server matches,
 2 when there are changes, 1 on an error (a broken prefect.yaml, an unreachable server, a
-conflict with an object the repository does not own). apply and check exit 0 or 1.
+conflict with an object the repository does not own). apply, check and import exit 0 or 1.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from deployments import settings
 from deployments.apply import ApplyError, apply, plan
 from deployments.check import check_spec
 from deployments.image_tag import image_tag
+from deployments.importing import import_objects
 from deployments.plan import render
 from deployments.spec import SpecError
 
@@ -75,6 +77,11 @@ def _parser() -> argparse.ArgumentParser:
         help="take over declared names that exist without the ownership tag",
     )
     commands.add_parser("check", parents=[common], help="check prefect.yaml and its entrypoints")
+    commands.add_parser(
+        "import",
+        parents=[common],
+        help="write declarations of the server objects not owned into the prefect file",
+    )
     return parser
 
 
@@ -82,6 +89,18 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "check":
         names = check_spec(args.prefect_file)
         print(f"{args.prefect_file.name} OK: {', '.join(names)}")
+        return EXIT_OK
+    if args.command == "import":
+        imported = asyncio.run(import_objects(args.prefect_file))
+        if not imported.objects:
+            print("Nothing to import: every object on the server is owned or declared.")
+            return EXIT_OK
+        print(f"Declared in {args.prefect_file}:")
+        print("\n".join(f"  {what}" for what in imported.objects))
+        if imported.environment:
+            names = ", ".join(sorted(imported.environment))
+            print(f"Set {names} (the secrets' values) before apply; they are not in the file.")
+        print("Review the file, then `python -m deployments apply --adopt` takes them over.")
         return EXIT_OK
     if args.command == "plan":
         result = asyncio.run(plan(args.prefect_file, args.prune, args.wait_for_server))

@@ -140,6 +140,7 @@ async def apply(
                 "repository, delete it on the server, or run `python -m deployments apply "
                 "--adopt` to take it over."
             )
+        view.adopt = adopt
         done: list[str] = []
         try:
             await _apply(client, view, before, prune, done)

@@ -80,6 +80,10 @@ class Plan:
 
 
 DUPLICATE = "a second owned object of a declared name"
+ADOPTABLE = (
+    "one not owned by this repository has this name: apply creates another, apply --adopt "
+    "takes that one over"
+)
 
 
 def _shown(value: Any, secret: bool) -> Any:
@@ -127,15 +131,18 @@ def compare(kind: Kind, view: ServerView) -> tuple[list[Change], int]:
     for key, fields in declared.objects.items():
         candidates = by_key.pop(key, [])
         owned = [obj for obj in candidates if view.owns(kind, obj)]
+        adoptable = None
         if kind.ownership is Ownership.TAG_SHARED_NAMES:
             foreign += len(candidates) - len(owned)
+            adoptable = next((obj.id for obj in candidates if obj not in owned), None)
             candidates = owned
         if not candidates:
+            secrets = kind.secret_fields(key, fields)
             created = [
-                FieldChange(f, None, _shown(v, f in kind.secret_fields(key, fields)), False)
-                for f, v in fields.items()
+                FieldChange(f, None, _shown(v, f in secrets), False) for f, v in fields.items()
             ]
-            changes.append(Change(kind.name, key, "create", created))
+            note = ADOPTABLE if adoptable else None
+            changes.append(Change(kind.name, key, "create", created, adoptable, note))
             continue
         obj = (owned or candidates)[0]
         others = owned[1:] if kind.ownership is Ownership.TAG_SHARED_NAMES else []
@@ -219,6 +226,8 @@ def _note(plan: Plan, change: Change) -> str:
             "exists on the server but is not owned by this repository: apply leaves it alone "
             "and stops (apply --adopt takes it over)"
         )
+    if change.note == ADOPTABLE:
+        return ADOPTABLE
     if change.action == "update" and change.drifted:
         return "changed on the server since the last apply (drift)"
     return ""

@@ -22,6 +22,7 @@ class ServerView:
     declared: dict[str, Declared] = field(default_factory=dict)  # by kind name
     objects: dict[str, list[ServerObject]] = field(default_factory=dict)  # by kind name
     created: set[str] = field(default_factory=set)  # ids apply created or took over
+    adopt: bool = False  # apply --adopt: take over objects of declared names not owned
     trigger_ids: set[str] = field(default_factory=set)  # automations deployments own
     _lists: dict[str, Any] = field(default_factory=dict)
 

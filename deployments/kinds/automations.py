@@ -99,6 +99,7 @@ def _core(fields: Fields, key: str, block_ids: dict[str, str]) -> AutomationCore
 class Automations(Kind):
     name = "automation"
     ownership = Ownership.TAG_SHARED_NAMES
+    section = "automations"
 
     def declared(self, declarations: Declarations) -> Declared:
         result = Declared()
@@ -140,6 +141,10 @@ class Automations(Kind):
             for a in automations
             if str(a.id) not in view.trigger_ids  # a deployment's (deployments.py)
         ]
+
+    def declaration(self, obj: ServerObject, view) -> dict[str, Any]:
+        fields = {k: v for k, v in obj.fields.items() if k != "tags" or v}
+        return {"name": obj.key, **fields}
 
     def _block_ids(self, view) -> dict[str, str]:
         return {obj.key: obj.id for obj in view.objects.get(Blocks.name, [])}

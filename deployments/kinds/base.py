@@ -90,6 +90,7 @@ class Kind:
 
     name: str  # "work pool", as plan prints it
     ownership: Ownership
+    section: str | None = None  # where the prefect file declares it, when at the top level
 
     def declared(self, declarations: Declarations) -> Declared:
         raise NotImplementedError
@@ -131,16 +132,24 @@ class Kind:
     async def delete(self, client: PrefectClient, obj: ServerObject) -> None:
         raise NotImplementedError
 
+    def declaration(self, obj: ServerObject, view: ServerView) -> dict[str, Any] | None:
+        """How the repository would declare `obj` (`python -m deployments import`), its secret
+        values as `{{ $VARIABLE }}` placeholders; None for an object declared with another
+        (a pool's queues) or that cannot be declared."""
+        return None
+
     async def apply_changes(
         self, client: PrefectClient, changes: list, view: ServerView
     ) -> list[str]:
         """Create or update what the plan's `changes` (of this kind) say; return what was done.
         Ids of objects created are added to `view.created`."""
         done = []
-        by_key = {obj.key: obj for obj in view.objects.get(self.name, [])}
+        by_id = {obj.id: obj for obj in view.objects.get(self.name, [])}
         for change in changes:
             fields = view.declared[self.name].objects[change.name]
-            obj = by_key.get(change.name) if change.server_id else None
+            obj = by_id.get(change.server_id)
+            if change.action == "create" and not view.adopt:
+                obj = None  # another object of the same name stays as it is
             if obj is None:
                 created = await self.create(client, change.name, fields, view)
                 if created:

@@ -14,7 +14,9 @@ repository created; a declared name held by another block is a conflict.
 
 from __future__ import annotations
 
+import re
 from functools import cache
+from typing import Any
 from uuid import UUID
 
 from prefect.blocks.core import Block
@@ -39,9 +41,14 @@ def block_class(type_slug: str) -> type[Block]:
     return lookup_type(Block, type_slug)
 
 
+def _env_placeholder(*parts: str) -> str:
+    return "{{ $" + re.sub(r"[^A-Z0-9]+", "_", "_".join(parts).upper()).strip("_") + " }}"
+
+
 class Blocks(Kind):
     name = "block"
     ownership = Ownership.RECORD
+    section = "blocks"
 
     def declared(self, declarations: Declarations) -> Declared:
         result = Declared()
@@ -89,6 +96,21 @@ class Blocks(Kind):
             for d in documents
             if not d.is_anonymous and d.block_type is not None
         ]
+
+    def declaration(self, obj: ServerObject, view) -> dict[str, Any]:
+        """Secret values become `{{ $TYPE_NAME_FIELD }}` placeholders (a secret mapping, one
+        per key): the environment holds them, never the file."""
+        type_slug, name = obj.key.split("/", 1)
+        secrets = self.secret_fields(obj.key, obj.fields)
+        data = {}
+        for field, value in obj.fields.items():
+            if field not in secrets:
+                data[field] = value
+            elif isinstance(value, dict):
+                data[field] = {k: _env_placeholder(type_slug, name, field, k) for k in value}
+            else:
+                data[field] = _env_placeholder(type_slug, name, field)
+        return {"type": type_slug, "name": name, "data": data}
 
     async def create(self, client: PrefectClient, key: str, fields: Fields, view) -> str:
         type_slug, name = key.split("/", 1)

@@ -12,6 +12,8 @@ deployments' own concurrency (`deployment:<id>`) belong to their deployments, no
 
 from __future__ import annotations
 
+from typing import Any
+
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.actions import (
     GlobalConcurrencyLimitCreate,
@@ -29,6 +31,7 @@ DEPLOYMENT_LIMIT_PREFIX = "deployment:"
 class ConcurrencyLimits(Kind):
     name = "concurrency limit"
     ownership = Ownership.RECORD
+    section = "concurrency_limits"
 
     def declared(self, declarations: Declarations) -> Declared:
         result = Declared()
@@ -71,6 +74,9 @@ class ConcurrencyLimits(Kind):
             for item in limits
             if not item.name.startswith(DEPLOYMENT_LIMIT_PREFIX)
         ]
+
+    def declaration(self, obj: ServerObject, view) -> dict[str, Any]:
+        return {"name": obj.key, **obj.fields}
 
     async def create(self, client: PrefectClient, key: str, fields: Fields, view) -> str:
         return str(

@@ -116,6 +116,7 @@ def server_fields(pool: WorkPool) -> Fields:
 class WorkPools(Kind):
     name = "work pool"
     ownership = Ownership.RECORD
+    section = "work_pools"
 
     def declared(self, declarations: Declarations) -> Declared:
         result = Declared()
@@ -145,6 +146,41 @@ class WorkPools(Kind):
             and fields["base_job_template"] == default_base_job_template(pool.type)
         )
         return ServerObject(pool.name, str(pool.id), fields, pristine=pristine, raw=pool)
+
+    def declaration(self, obj: ServerObject, view) -> dict[str, Any] | None:
+        fields = obj.fields
+        if fields["type"] not in POOL_TYPES:
+            return None
+        default = default_base_job_template(fields["type"])
+        template = fields["base_job_template"] or default  # empty: a worker fills in its own
+        if template.get("job_configuration") != default["job_configuration"]:
+            return None  # more than variable defaults changed: not expressible here
+        properties = template["variables"]["properties"]
+        defaults = {
+            name: spec["default"]
+            for name, spec in properties.items()
+            if "default" in spec
+            and spec["default"] != default["variables"]["properties"].get(name, {}).get("default")
+        }
+        from deployments.kinds.queues import WorkQueues
+
+        queues = [
+            {"name": q.key.split("/", 1)[1], **q.fields}
+            for q in view.objects.get(WorkQueues.name, [])
+            if q.key.split("/", 1)[0] == obj.key
+        ]
+        item = {
+            "name": obj.key,
+            "type": fields["type"],
+            "description": fields["description"],
+            "concurrency_limit": fields["concurrency_limit"],
+            "paused": fields["paused"],
+        }
+        return {
+            **item,
+            **({"job_variable_defaults": defaults} if defaults else {}),
+            **({"queues": queues} if queues else {}),
+        }
 
     async def create(self, client: PrefectClient, key: str, fields: Fields, view) -> str:
         try:

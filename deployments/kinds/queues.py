@@ -57,6 +57,20 @@ def _server_fields(queue: WorkQueue) -> Fields:
     }
 
 
+async def pool_queues(client: PrefectClient, pool: str, with_default: bool) -> list[ServerObject]:
+    queues = await every_page(
+        lambda offset, limit: client.read_work_queues(
+            work_pool_name=pool, limit=limit, offset=offset
+        ),
+        lambda queue: queue.id,
+    )
+    return [
+        ServerObject(f"{pool}/{queue.name}", str(queue.id), _server_fields(queue), raw=queue)
+        for queue in queues
+        if with_default or queue.name != DEFAULT_QUEUE
+    ]
+
+
 class WorkQueues(Kind):
     name = "work queue"
     ownership = Ownership.RECORD
@@ -90,22 +104,9 @@ class WorkQueues(Kind):
         existing = {obj.key for obj in view.objects.get(WorkPools.name, [])}
         objects = []
         for pool, declares_queues in sorted(self._pools(view).items()):
-            if pool not in existing:
-                continue
-            queues = await every_page(
-                lambda offset, limit, pool=pool: client.read_work_queues(
-                    work_pool_name=pool, limit=limit, offset=offset
-                ),
-                lambda queue: queue.id,
-            )
-            for queue in queues:
-                if queue.name == DEFAULT_QUEUE and not declares_queues:
-                    continue  # the pool's own queue: declared with the pool's queues, or left alone
-                objects.append(
-                    ServerObject(
-                        f"{pool}/{queue.name}", str(queue.id), _server_fields(queue), raw=queue
-                    )
-                )
+            if pool in existing:
+                # A pool's default queue counts only where the pool declares its queues.
+                objects += await pool_queues(client, pool, with_default=declares_queues)
         return objects
 
     def owned_without_record(self, obj: ServerObject, view) -> bool:

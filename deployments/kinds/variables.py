@@ -13,6 +13,7 @@ objects of this kind.
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.actions import VariableCreate, VariableUpdate
@@ -29,6 +30,7 @@ NAME = re.compile(r"^[a-z0-9_-]+$")  # Prefect's rule for variable names
 class Variables(Kind):
     name = "variable"
     ownership = Ownership.TAG
+    section = "variables"
 
     def declared(self, declarations: Declarations) -> Declared:
         result = Declared()
@@ -76,6 +78,10 @@ class Variables(Kind):
                 )
             )
         return objects
+
+    def declaration(self, obj: ServerObject, view) -> dict[str, Any]:
+        tags = [tag for tag in obj.fields["tags"] if not tag.startswith(OWNER_TAG_PREFIX)]
+        return {"name": obj.key, "value": obj.fields["value"], **({"tags": tags} if tags else {})}
 
     async def create(self, client: PrefectClient, key: str, fields: Fields, view) -> None:
         await client.create_variable(
