@@ -25,7 +25,7 @@ from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.actions import VariableCreate, VariableUpdate
 from prefect.client.schemas.filters import VariableFilter, VariableFilterName
 
-from deployments.kinds.base import every_page
+from deployments.paging import every_page
 
 RECORD_PREFIX = "applied-"
 PART_CHARS = 4800  # a part's text, below Prefect's 5,000 characters per variable value

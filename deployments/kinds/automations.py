@@ -34,9 +34,9 @@ from deployments.kinds.base import (
     Kind,
     Ownership,
     ServerObject,
-    every_page,
 )
 from deployments.kinds.blocks import Blocks
+from deployments.paging import every_page
 from deployments.spec import SpecError
 
 BLOCK_REF = "block"

@@ -10,9 +10,8 @@ kind is one subclass in deployments/kinds/ and one entry in `deployments.kinds.K
 from __future__ import annotations
 
 import enum
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from prefect.client.orchestration import PrefectClient
@@ -21,9 +20,7 @@ if TYPE_CHECKING:
     from deployments.view import ServerView
 
 Fields = dict[str, Any]
-T = TypeVar("T")
 
-PAGE = 200  # the API's largest page
 SECRET = "(secret)"  # what plan, --json and logs show in place of a secret value
 
 
@@ -160,19 +157,3 @@ class Kind:
                 view.created.add(obj.id)  # owned from now on (adopted, or taken over)
                 done.append(f"updated {self.name} {change.name}")
         return done
-
-
-async def every_page(
-    read: Callable[[int, int], Awaitable[list[T]]], identity: Callable[[T], Any]
-) -> list[T]:
-    """Every object `read(offset, limit)` lists, page by page; an object seen twice (the list
-    moved under the read) is kept once."""
-    seen: dict[Any, T] = {}
-    offset = 0
-    while True:
-        page = await read(offset, PAGE)
-        for item in page:
-            seen.setdefault(identity(item), item)
-        offset += len(page)
-        if len(page) < PAGE:
-            return list(seen.values())

@@ -26,7 +26,8 @@ from prefect.utilities.dispatch import lookup_type
 from pydantic import ValidationError
 
 from deployments.declarations import Declarations
-from deployments.kinds.base import Declared, Fields, Kind, Ownership, ServerObject, every_page
+from deployments.kinds.base import Declared, Fields, Kind, Ownership, ServerObject
+from deployments.paging import every_page
 from deployments.spec import SpecError
 
 FIELDS = {"type", "name", "data"}

@@ -21,7 +21,8 @@ from prefect.client.schemas.actions import (
 )
 
 from deployments.declarations import Declarations
-from deployments.kinds.base import Declared, Fields, Kind, Ownership, ServerObject, every_page
+from deployments.kinds.base import Declared, Fields, Kind, Ownership, ServerObject
+from deployments.paging import every_page
 from deployments.spec import SpecError, reject_unknown
 
 FIELDS = {"name", "limit", "active", "slot_decay_per_second"}

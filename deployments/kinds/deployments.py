@@ -43,8 +43,8 @@ from deployments.kinds.base import (
     Kind,
     Ownership,
     ServerObject,
-    every_page,
 )
+from deployments.paging import every_page
 from deployments.spec import (
     DeploymentSpec,
     ScheduleSpec,

@@ -34,8 +34,8 @@ from deployments.kinds.base import (
     Kind,
     Ownership,
     ServerObject,
-    every_page,
 )
+from deployments.paging import every_page
 from deployments.spec import SpecError, reject_unknown
 
 POOL_TYPES = ("process", "docker")

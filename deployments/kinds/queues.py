@@ -22,8 +22,9 @@ from prefect.client.schemas.objects import WorkQueue
 from prefect.exceptions import ObjectNotFound
 
 from deployments.declarations import Declarations
-from deployments.kinds.base import Declared, Fields, Kind, Ownership, ServerObject, every_page
+from deployments.kinds.base import Declared, Fields, Kind, Ownership, ServerObject
 from deployments.kinds.pools import WorkPools, declared_pools
+from deployments.paging import every_page
 from deployments.spec import SpecError, reject_unknown
 
 DEFAULT_QUEUE = "default"

@@ -19,7 +19,8 @@ from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.actions import VariableCreate, VariableUpdate
 
 from deployments.declarations import Declarations
-from deployments.kinds.base import Declared, Fields, Kind, Ownership, ServerObject, every_page
+from deployments.kinds.base import Declared, Fields, Kind, Ownership, ServerObject
+from deployments.paging import every_page
 from deployments.record import is_record_variable
 from deployments.spec import OWNER_TAG_PREFIX, SpecError, reject_unknown
 

@@ -5,10 +5,12 @@ and stable ids."""
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from collections.abc import Iterator
 
 import pytest
-from prefect.client.orchestration import SyncPrefectClient
+from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.actions import (
     DeploymentUpdate,
     GlobalConcurrencyLimitCreate,
@@ -18,9 +20,11 @@ from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 from prefect.client.schemas.objects import StateType
 from prefect.events.actions import DoNothing
 from prefect.events.schemas.automations import AutomationCore, EventTrigger
+from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.states import Running
 
 from deployments import settings
+from deployments.record import digest, read_record, write_record
 from deployments.spec import owner_tag
 from stack.local import LocalStack
 from tests.live_stack import new_stack, stack_client, unique, wait_until
@@ -333,3 +337,34 @@ def test_the_pool_concurrency_limit_is_declared(server, api) -> None:
     assert (limit["field"], limit["server"], limit["declared"]) == ("concurrency_limit", 3, None)
     applied(server)
     assert api.read_work_pool(server.pool_name).concurrency_limit is None
+
+
+def test_the_applied_record_holds_500_deployments(server, api) -> None:
+    """Far past one variable's 5,000 characters: split over parts, read back whole, and the
+    parts of the record it replaces are gone."""
+    fields = ("entrypoint", "description", "version", "tags", "parameters", "parameter_schema")
+    record = {
+        "deployment": {
+            f"flow-{n % 7}/deployment-{n}": {
+                "id": str(uuid.uuid4()),
+                "fields": {
+                    f"{field}-{i}": digest([field, i, n]) for field in fields for i in (1, 2)
+                },
+            }
+            for n in range(500)
+        }
+    }
+    owner = unique("record-test")
+
+    async def round_trip() -> dict:
+        async with get_client() as client:
+            await write_record(client, owner, f"managed-by:{owner}", {"deployment": {}})
+            await write_record(client, owner, f"managed-by:{owner}", record)
+            return await read_record(client, owner)
+
+    with temporary_settings({PREFECT_API_URL: server.api_url}):
+        assert asyncio.run(round_trip()) == record
+    parts = [v for v in api.read_variables(limit=200) if v.name.startswith(f"applied-{owner}-")]
+    assert len(parts) > 1 and all(len(v.value) <= 5000 for v in parts)
+    pointer = api.read_variable_by_name(f"applied-{owner}")
+    assert len(parts) == pointer.value["parts"]  # the first record's one part is deleted
