@@ -10,7 +10,7 @@ RELIABILITY_WORKERS ?= 2
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 export DO_NOT_TRACK := 1
 
-.PHONY: up down status plan apply test containers reliability soak bench lint format clean
+.PHONY: up down status plan apply test containers reliability soak bench bench-plan lint format clean
 
 $(UV):
 	python3 -m pip install --user --quiet "uv==0.13.9"  # the version uv.lock was written with
@@ -75,6 +75,9 @@ soak: $(VENV)/.synced  ## 300 runs through 2 workers on PostgreSQL
 
 bench: $(VENV)/.synced  ## Prefect defaults vs tuned (SQLite, PostgreSQL) vs plain Python; results/bench.*
 	PATH="$$PATH:/usr/lib/postgresql/15/bin" $(PY) -m bench.run
+
+bench-plan: $(VENV)/.synced  ## plan and a no-op apply with 200 deployments; into docs/performance.md
+	PATH="$$PATH:/usr/lib/postgresql/15/bin" $(PY) -m bench.plan_scale 200
 
 lint: $(VENV)/.synced  ## ruff; actionlint and zizmor (offline) on .github/workflows
 	$(VENV)/bin/ruff check .

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from prefect.client.orchestration import SyncPrefectClient
 
-from bench import measures
+from bench import measures, plan_scale
 from bench.plot import draw
 from bench.reasons import unmet_targets
 from bench.stacks import (
@@ -327,6 +327,7 @@ def main() -> int:
     draw(results, RESULTS_DIR / f"{stem}.png")
     if size_name == "full":
         write_docs(results, RESULTS_DIR / f"{stem}.png")
+        plan_scale.main(["200"])  # writes its own table into docs/performance.md
     print(table)
     print("\nTargets not met, and why (measured):" if results["unmet"] else "\nEvery target met.")
     for reason in results["unmet"]:

@@ -62,13 +62,13 @@ class Declarations:
         }
 
     def render(self, value: Any) -> tuple[Any, list[str]]:
-        """`value` with its placeholders filled, and the names of the unset environment
-        variables it needs (then the object is left out)."""
+        """`value` with its placeholders filled, and the names of the unset (or empty)
+        environment variables it needs (then the object is left out)."""
         unset = sorted(
             {
                 p.name.lstrip("$")
                 for p in find_placeholders(value)
-                if p.type is PlaceholderType.ENV_VAR and p.name.lstrip("$") not in os.environ
+                if p.type is PlaceholderType.ENV_VAR and not os.environ.get(p.name.lstrip("$"))
             }
         )
         rendered = apply_values(value, self.repository_values(), remove_notset=False)

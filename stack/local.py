@@ -221,8 +221,7 @@ class LocalStack:
 
     def apply(self, *options: str) -> subprocess.CompletedProcess[str]:
         """`python -m deployments apply`: prefect.yaml checked first (a broken file stops there
-        with its field named, before the server changes), then the pool, `prefect deploy --all`,
-        the strict schemas and the automations."""
+        with its field named, before the server changes), then every object it declares."""
         return self.run_cli(sys.executable, "-m", "deployments", "apply", *options)
 
     def worker_args(self, name: str | None = None) -> list[str]:

@@ -8,9 +8,9 @@ concurrency limit and paused. Keyed `pool/queue`.
         priority: 2
         concurrency_limit: 1
 
-Queues carry no tags: the applied record lists the ones the repository created; a pool's
-`default` queue, which the server creates with the pool, is the repository's when the pool is.
-A pool that declares no queues leaves its queues alone.
+Queues carry no tags, and belong to their pool: the queues of a pool the repository owns are its
+own (the server makes a pool's `default` queue, and a deployment's queue, by itself). A pool that
+declares no queues leaves its queues alone.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def _server_fields(queue: WorkQueue) -> Fields:
     }
 
 
-async def pool_queues(client: PrefectClient, pool: str, with_default: bool) -> list[ServerObject]:
+async def pool_queues(client: PrefectClient, pool: str) -> list[ServerObject]:
     queues = await every_page(
         lambda offset, limit: client.read_work_queues(
             work_pool_name=pool, limit=limit, offset=offset
@@ -68,7 +68,6 @@ async def pool_queues(client: PrefectClient, pool: str, with_default: bool) -> l
     return [
         ServerObject(f"{pool}/{queue.name}", str(queue.id), _server_fields(queue), raw=queue)
         for queue in queues
-        if with_default or queue.name != DEFAULT_QUEUE
     ]
 
 
@@ -90,30 +89,22 @@ class WorkQueues(Kind):
                     result.objects[key] = queue_fields(queue, where)
         return result
 
-    def _pools(self, view) -> dict[str, bool]:
-        """The pools whose queues count, with whether each declares queues: the declared
-        pools and the ones the record lists."""
-        declared = {
-            name: bool(item.get("queues"))
-            for name, (item, _) in declared_pools(view.declarations).items()
-        }
-        recorded = {key.split("/", 1)[0] for key in view.record.get(self.name, {})}
-        recorded |= set(view.record.get(WorkPools.name, {}))
-        return {**{name: False for name in recorded}, **declared}
-
     async def read(self, client: PrefectClient, view) -> list[ServerObject]:
         existing = {obj.key for obj in view.objects.get(WorkPools.name, [])}
         objects = []
-        for pool, declares_queues in sorted(self._pools(view).items()):
-            if pool in existing:
-                # A pool's default queue counts only where the pool declares its queues.
-                objects += await pool_queues(client, pool, with_default=declares_queues)
-        return objects
+        for pool, (item, _) in sorted(declared_pools(view.declarations).items()):
+            if pool in existing and item.get("queues"):
+                objects += await pool_queues(client, pool)
+        # A pool's default queue cannot be deleted: left alone unless declared.
+        declared = view.declared[self.name].objects
+        return [
+            obj
+            for obj in objects
+            if obj.key.split("/", 1)[1] != DEFAULT_QUEUE or obj.key in declared
+        ]
 
     def owned_without_record(self, obj: ServerObject, view) -> bool:
-        pool, name = obj.key.split("/", 1)
-        if name != DEFAULT_QUEUE:
-            return False
+        pool = obj.key.split("/", 1)[0]
         pools = [p for p in view.objects.get(WorkPools.name, []) if p.key == pool]
         return any(view.owns(WorkPools(), p) or p.pristine for p in pools)
 

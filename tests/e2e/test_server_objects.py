@@ -10,6 +10,7 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from uuid import UUID
 
 import pytest
 from prefect.client.orchestration import SyncPrefectClient
@@ -21,8 +22,6 @@ from prefect.client.schemas.filters import (
     FlowRunFilterId,
 )
 from prefect.client.schemas.objects import StateType
-from prefect.concurrency.sync import concurrency
-from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
 from flows.squares import CHUNK_LIMIT
 from stack.local import PREFECT, LocalStack
@@ -131,30 +130,29 @@ def test_an_emitted_event_starts_say_hello_with_its_name(stack, api) -> None:
 
 
 def test_chunk_tasks_wait_for_the_concurrency_limit(stack, api) -> None:
-    """With the limit's only slot held by this test, a range run's chunk tasks start and wait:
-    none completes until the slot is free, then all do."""
+    """With the limit's only slot held by this test (a lease taken through the API), a range
+    run's chunk tasks start and wait: none completes until the slot is free, then all do."""
     limit = api.read_global_concurrency_limit_by_name(CHUNK_LIMIT)
     api.update_global_concurrency_limit(CHUNK_LIMIT, GlobalConcurrencyLimitUpdate(limit=1))
     deployment = api.read_deployment_by_name("compute-squares/compute-squares")
-    updates = {PREFECT_API_URL: stack.api_url}
-    if stack.auth_string:
-        updates[PREFECT_API_AUTH_STRING] = stack.auth_string
+    held = api.increment_concurrency_slots_with_lease(
+        names=[CHUNK_LIMIT], slots=1, mode="concurrency", lease_duration=300
+    ).json()
+    assert held["limits"], "the slot was granted"
     try:
-        with temporary_settings(updates), concurrency(CHUNK_LIMIT, occupy=1, strict=True):
-            run = api.create_flow_run_from_deployment(
-                deployment.id,
-                parameters={"numbers": None, "start": 0, "stop": 40, "chunk_size": 10},
+        four_chunks = {"numbers": None, "start": 0, "stop": 40, "chunk_size": 10}
+        run = api.create_flow_run_from_deployment(deployment.id, parameters=four_chunks)
+
+        def chunk_tasks(state: StateType):
+            task_runs = api.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id]))
             )
+            return [t for t in task_runs if t.state and t.state.type == state]
 
-            def chunk_tasks(state: StateType):
-                task_runs = api.read_task_runs(
-                    flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id]))
-                )
-                return [t for t in task_runs if t.state and t.state.type == state]
-
-            wait_until(lambda: len(chunk_tasks(StateType.RUNNING)) == 4, 120, "4 waiting chunks")
-            assert chunk_tasks(StateType.COMPLETED) == []
-            assert api.read_flow_run(run.id).state.type == StateType.RUNNING
+        wait_until(lambda: len(chunk_tasks(StateType.RUNNING)) == 4, 120, "4 waiting chunks")
+        assert chunk_tasks(StateType.COMPLETED) == []
+        assert api.read_flow_run(run.id).state.type == StateType.RUNNING
+        api.release_concurrency_slots_with_lease(UUID(held["lease_id"]))
         final = wait_for_final_state(api, run.id)
         assert final.state.type == StateType.COMPLETED, final.state.message
         assert final.state.result() == [n * n for n in range(40)]
