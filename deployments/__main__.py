@@ -22,8 +22,11 @@ import asyncio
 import os
 import sys
 from pathlib import Path
+from subprocess import TimeoutExpired
 
 import httpx
+from prefect.exceptions import PrefectException
+from pydantic import ValidationError
 
 from deployments import settings
 from deployments.apply import ApplyError, apply, plan
@@ -132,8 +135,29 @@ def main(argv: list[str]) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except httpx.HTTPStatusError as exc:  # e.g. 401: missing or wrong PREFECT_API_AUTH_STRING
-        print(f"error: the Prefect server refused {exc.request.url}: {exc}", file=sys.stderr)
+        print(f"error: {_refusal(exc)}", file=sys.stderr)
         return EXIT_ERROR
+    except (httpx.RequestError, PrefectException, ValidationError, TimeoutExpired) as exc:
+        cause = exc.__cause__ if isinstance(exc.__cause__, httpx.HTTPStatusError) else None
+        reason = _refusal(cause) if cause else f"{type(exc).__name__}: {exc}"
+        print(f"error: {reason}", file=sys.stderr)
+        return EXIT_ERROR
+
+
+def _refusal(exc: httpx.HTTPStatusError) -> str:
+    """What the server refused and why; never the body of a 422, which echoes the request (a
+    block's secret values among them)."""
+    response = exc.response
+    detail = ""
+    if response.status_code != 422:
+        try:
+            detail = f": {response.json().get('detail')}"
+        except (ValueError, AttributeError):
+            detail = f": {response.text[:300]}"
+    return (
+        f"the Prefect server refused {exc.request.method} {exc.request.url} "
+        f"({response.status_code} {response.reason_phrase}){detail}"
+    )
 
 
 if __name__ == "__main__":

@@ -91,9 +91,7 @@ def record_of(view: ServerView) -> Record:
     return record
 
 
-async def _apply(
-    client: PrefectClient, view: ServerView, before: Plan, prune: bool, done: list[str]
-) -> None:
+async def _apply(client: PrefectClient, view: ServerView, before: Plan, done: list[str]) -> None:
     """Carry `before` out, appending each step to `done`; each kind is read again after it
     changed, for the kinds after it (an automation's block, a queue's pool)."""
     for kind in KINDS:
@@ -143,9 +141,9 @@ async def apply(
         view.adopt = adopt
         done: list[str] = []
         try:
-            await _apply(client, view, before, prune, done)
+            await _apply(client, view, before, done)
         finally:
-            await _record(client, view, changed=bool(done))
+            await _record(client, view, changed=bool(done or view.created))
         if done:
             after = make_plan(
                 await read_view(client, view.declarations), str(client.api_url), prune

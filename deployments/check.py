@@ -93,8 +93,8 @@ async def require_pool(client: PrefectClient, name: str) -> None:
         await client.read_work_pool(name)
     except ObjectNotFound:
         raise SpecError(
-            f"work pool {name!r} does not exist on {client.api_url}: create it with "
-            f"`python -m deployments.pool {name}` (or set {settings.POOL_NAME_ENV})"
+            f"work pool {name!r} does not exist on {client.api_url}: `python -m deployments "
+            f"apply` creates the pool prefect.yaml declares (or set {settings.POOL_NAME_ENV})"
         ) from None
 
 

@@ -61,6 +61,16 @@ class Declarations:
             "zombie_after_seconds": config.zombie_after_s,
         }
 
+    def name(self, item: dict[str, Any], where: str, key: str = "name") -> str:
+        """An object's name: given, and not from the environment (an object left out for an
+        unset variable must keep the name of the object on the server it stands for)."""
+        name = item.get(key)
+        if not isinstance(name, str) or not name:
+            raise SpecError(f"{where}: needs a `{key}`")
+        if find_placeholders(name):
+            raise SpecError(f"{where}.{key}: a name cannot hold a placeholder, not {name!r}")
+        return name
+
     def render(self, value: Any) -> tuple[Any, list[str]]:
         """`value` with its placeholders filled, and the names of the unset (or empty)
         environment variables it needs (then the object is left out)."""

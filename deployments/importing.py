@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from prefect.client.orchestration import PrefectClient, get_client
+from prefect.client.orchestration import get_client
 from prefect.utilities.templating import PlaceholderType, find_placeholders
 from ruamel.yaml import YAML  # Prefect's own dependency, which `prefect deploy` edits with
 
@@ -25,8 +25,6 @@ from deployments.kinds import KINDS
 from deployments.kinds.pools import WorkPools
 from deployments.kinds.queues import WorkQueues, pool_queues
 from deployments.plan import read_view
-from deployments.record import FORMAT, RECORD_PREFIX, read_record
-from deployments.spec import OWNER_TAG_PREFIX
 
 
 @dataclass
@@ -36,38 +34,17 @@ class Imported:
     sections: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
-async def _other_projects_ids(client: PrefectClient, own_slug: str) -> set[str]:
-    """Ids every other project's applied record lists."""
-    response = await client.request(
-        "POST",
-        "/variables/filter",
-        json={"variables": {"name": {"like_": RECORD_PREFIX}}, "limit": 200},
-    )
-    ids: set[str] = set()
-    for variable in response.json():
-        slug = variable["name"][len(RECORD_PREFIX) :]
-        value = variable["value"]
-        if slug == own_slug or not isinstance(value, dict) or value.get("format") != FORMAT:
-            continue
-        record = await read_record(client, slug)
-        ids |= {entry["id"] for kind in record.values() for entry in kind.values()}
-    return ids
-
-
 async def import_objects(path: Path) -> Imported:
     declarations = load_declarations(path)
     imported = Imported()
     async with get_client() as client:
         view = await read_view(client, declarations)
-        others = await _other_projects_ids(client, declarations.owner_slug)
         for pool in view.objects[WorkPools.name]:  # queues are imported with their pool
             if (
                 not view.owns(WorkPools(), pool)
                 and pool.key not in view.declared[WorkPools.name].objects
             ):
-                view.objects[WorkQueues.name] += await pool_queues(
-                    client, pool.key, with_default=True
-                )
+                view.objects[WorkQueues.name] += await pool_queues(client, pool.key)
         for kind in KINDS:
             if kind.section is None:
                 continue
@@ -77,8 +54,7 @@ async def import_objects(path: Path) -> Imported:
                     view.owns(kind, obj)
                     or obj.key in declared.objects
                     or obj.key in declared.skipped_keys
-                    or obj.id in others
-                    or any(tag.startswith(OWNER_TAG_PREFIX) for tag in obj.tags or [])
+                    or not view.may_take(obj)
                 ):
                     continue
                 item = kind.declaration(obj, view)

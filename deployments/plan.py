@@ -16,7 +16,7 @@ from typing import Any
 from deployments.declarations import Declarations
 from deployments.kinds import KINDS
 from deployments.kinds.base import SECRET, Fields, Kind, Ownership, ServerObject, Skipped
-from deployments.record import digest, read_record
+from deployments.record import digest, other_projects_ids, read_record
 from deployments.view import ServerView
 
 ACTIONS = ("create", "update", "delete")
@@ -61,8 +61,9 @@ class Plan:
         return self.of("conflict")
 
     def pending(self, change: Change) -> bool:
-        """Whether apply would carry `change` out (a delete of an undeclared object: with --prune;
-        a conflict: with --adopt)."""
+        """Whether apply would carry `change` out: a delete of an undeclared object only with
+        --prune (a second owned object of a declared name always). A conflict counts: apply
+        stops on it, or takes it over with --adopt."""
         return change.action != "delete" or self.prune or change.note == DUPLICATE
 
     @property
@@ -134,7 +135,9 @@ def compare(kind: Kind, view: ServerView) -> tuple[list[Change], int]:
         adoptable = None
         if kind.ownership is Ownership.TAG_SHARED_NAMES:
             foreign += len(candidates) - len(owned)
-            adoptable = next((obj.id for obj in candidates if obj not in owned), None)
+            adoptable = next(
+                (obj.id for obj in candidates if obj not in owned and view.may_take(obj)), None
+            )
             candidates = owned
         if not candidates:
             secrets = kind.secret_fields(key, fields)
@@ -149,11 +152,13 @@ def compare(kind: Kind, view: ServerView) -> tuple[list[Change], int]:
         differing = field_changes(
             kind, key, fields, obj.fields, (applied.get(key) or {}).get("fields")
         )
-        if obj in owned or (kind.ownership is Ownership.RECORD and obj.pristine):
+        pristine = kind.ownership is Ownership.RECORD and obj.pristine and view.may_take(obj)
+        problem = kind.unappliable(obj, fields)
+        if (obj in owned or pristine) and not problem:
             if differing:
                 changes.append(Change(kind.name, key, "update", differing, obj.id))
         else:
-            changes.append(Change(kind.name, key, "conflict", differing, obj.id))
+            changes.append(Change(kind.name, key, "conflict", differing, obj.id, problem))
         for other in others:  # only tag-shared kinds keep several objects of one name
             changes.append(
                 Change(
@@ -179,6 +184,7 @@ def compare(kind: Kind, view: ServerView) -> tuple[list[Change], int]:
 async def read_view(client, declarations: Declarations) -> ServerView:
     """What the repository declares and what the server holds, kind by kind."""
     view = ServerView(client, declarations, await read_record(client, declarations.owner_slug))
+    view.others = await other_projects_ids(client, declarations.owner_slug)
     for kind in KINDS:
         view.declared[kind.name] = await kind.declare(client, declarations)
     for kind in KINDS:
@@ -221,6 +227,8 @@ def _note(plan: Plan, change: Change) -> str:
             "; its scheduled runs are deleted too" if change.kind == "deployment" else ""
         )
         return note if plan.prune else note + "; kept without --prune"
+    if change.action == "conflict" and change.note:
+        return change.note
     if change.action == "conflict":
         return (
             "exists on the server but is not owned by this repository: apply leaves it alone "

@@ -76,31 +76,35 @@ async def write_record(
     parts = [text[i : i + PART_CHARS] for i in range(0, len(text), PART_CHARS)] or [""]
     generation = uuid.uuid4().hex[:8]
     for number, part in enumerate(parts):
-        await client.create_variable(
-            VariableCreate(
-                name=_part_name(owner_slug, generation, number), value=part, tags=[owner_tag]
-            )
-        )
+        name = _part_name(owner_slug, generation, number)
+        await client.create_variable(VariableCreate(name=name, value=part, tags=[owner_tag]))
     pointer = {"format": FORMAT, "generation": generation, "parts": len(parts)}
     name = pointer_name(owner_slug)
-    if await client.read_variable_by_name(name) is None:
+    current = await client.read_variable_by_name(name)
+    if current is None:
         await client.create_variable(VariableCreate(name=name, value=pointer, tags=[owner_tag]))
     else:
         await client.update_variable(VariableUpdate(name=name, value=pointer, tags=[owner_tag]))
-    await _delete_other_generations(client, owner_slug, generation)
+    # Only the parts of the record this one replaced: another apply writing at the same time
+    # keeps its own (at worst its parts stay behind unused).
+    replaced = current.value if current and isinstance(current.value, dict) else {}
+    if replaced.get("generation"):
+        for number in range(replaced.get("parts", 0)):
+            part = _part_name(owner_slug, replaced["generation"], number)
+            await client.delete_variable_by_name(part)
 
 
-async def _delete_other_generations(client: PrefectClient, owner_slug: str, keep: str) -> None:
-    prefix = f"{RECORD_PREFIX}{owner_slug}-"
+async def _record_variables(client: PrefectClient) -> list[dict]:
+    """Every variable whose name marks it as part of an applied record, page by page."""
 
-    async def page(offset: int, limit: int) -> list:
+    async def page(offset: int, limit: int) -> list[dict]:
         response = await client.request(
             "POST",
             "/variables/filter",
             json={
-                "variables": VariableFilter(name=VariableFilterName(like_=prefix)).model_dump(
-                    mode="json"
-                ),
+                "variables": VariableFilter(
+                    name=VariableFilterName(like_=RECORD_PREFIX)
+                ).model_dump(mode="json"),
                 "sort": "NAME_ASC",
                 "offset": offset,
                 "limit": limit,
@@ -108,8 +112,18 @@ async def _delete_other_generations(client: PrefectClient, owner_slug: str, keep
         )
         return response.json()
 
-    for variable in await every_page(page, lambda v: v["id"]):
-        rest = variable["name"][len(prefix) :]
-        generation = rest.rsplit("-", 1)[0]
-        if variable["name"].startswith(prefix) and generation != keep and rest.count("-") == 1:
-            await client.delete_variable_by_name(variable["name"])
+    return await every_page(page, lambda variable: variable["id"])
+
+
+async def other_projects_ids(client: PrefectClient, owner_slug: str) -> set[str]:
+    """The ids every other project's applied record lists: theirs, never this project's to take
+    over."""
+    ids: set[str] = set()
+    for variable in await _record_variables(client):
+        slug = variable["name"][len(RECORD_PREFIX) :]
+        value = variable["value"]
+        if slug == owner_slug or not isinstance(value, dict) or value.get("format") != FORMAT:
+            continue  # this project's record, or a part of one
+        record = await read_record(client, slug)
+        ids |= {entry["id"] for kind in record.values() for entry in kind.values()}
+    return ids

@@ -20,12 +20,12 @@ from prefect.client.schemas.actions import (
     DeploymentUpdate,
 )
 from prefect.client.schemas.objects import ConcurrencyOptions
-from prefect.client.schemas.schedules import IntervalSchedule
 from prefect.exceptions import ObjectNotFound
 from prefect.utilities.callables import parameter_schema
 
 from deployments import settings
 from deployments.check import require_pool
+from deployments.kinds.deployments import declared_triggers, set_triggers
 from deployments.spec import DeploymentSpec, SpecError, load_deployments, pull_steps
 from deployments.strict_parameters import strict
 
@@ -45,6 +45,8 @@ async def _register_one(
         enforce_parameter_schema=spec.enforce_parameter_schema,
         entrypoint=spec.entrypoint,
         work_pool_name=pool_name,
+        work_queue_name=spec.work_queue_name,
+        paused=spec.paused,
         job_variables=spec.job_variables,
         pull_steps=steps,
         concurrency_limit=spec.concurrency.limit if spec.concurrency else None,
@@ -59,18 +61,28 @@ async def _register_one(
     except ObjectNotFound:
         flow_id = await client.create_flow_from_name(flow.name)
         schedules = _schedules(spec, DeploymentScheduleCreate)
-        return await client.create_deployment(
+        deployment_id = await client.create_deployment(
             flow_id=flow_id, name=spec.name, schedules=schedules, **fields
         )
-    # Schedules carry their slug, so the server updates them in place instead of replacing them.
-    schedules = _schedules(spec, DeploymentScheduleUpdate)
-    await client.update_deployment(existing.id, DeploymentUpdate(schedules=schedules, **fields))
-    return existing.id
+    else:
+        # Schedules carry their slug, so the server updates them in place.
+        schedules = _schedules(spec, DeploymentScheduleUpdate)
+        await client.update_deployment(existing.id, DeploymentUpdate(schedules=schedules, **fields))
+        deployment_id = existing.id
+    # As `prefect deploy` does: the deployment's automations replaced by its triggers.
+    await set_triggers(client, deployment_id, declared_triggers(spec, spec.name))
+    return deployment_id
 
 
 def _schedules(spec: DeploymentSpec, action: type[ScheduleAction]) -> list[ScheduleAction]:
     return [
-        action(schedule=IntervalSchedule(interval=s.interval), active=s.active, slug=s.slug)
+        action(
+            schedule=s.schedule,
+            active=s.active,
+            slug=s.slug,
+            parameters=s.parameters,
+            max_scheduled_runs=s.max_scheduled_runs,
+        )
         for s in spec.schedules
     ]
 

@@ -130,8 +130,7 @@ class Settings(BaseSettings):
     # takes 2.5 s of CPU).
     worker_limit: int = _variable("WORKER_LIMIT", 4)
     # Optional: at most this many runs at once across the whole pool, whatever the number of
-    # workers. Unset, the pool has no limit (an existing pool keeps its own); deployments/pool.py
-    # applies it.
+    # workers; unset, none. prefect.yaml's pool declares it as `{{ pool_concurrency_limit }}`.
     pool_concurrency_limit: int | None = _variable(POOL_CONCURRENCY_LIMIT_ENV, None)
     # The worker's health endpoint (Prefect's `--with-healthcheck`), polled by
     # stack/worker_supervisor.py, which restarts a worker that stays unhealthy.

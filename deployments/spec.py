@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from prefect.utilities.templating import (
     resolve_block_document_references,
     resolve_variables,
 )
+from pydantic import BaseModel, ValidationError
 
 from deployments import settings
 
@@ -99,8 +101,14 @@ class DeploymentSpec:
         return self.entrypoint.split(":", 1)[1]
 
     def load_flow(self) -> Flow:
-        """Import the flow; raises for an import error, a missing name or a non-@flow."""
-        return load_flow_from_entrypoint(f"{self.entrypoint_path}:{self.flow_function}")
+        """Import the flow, once per entrypoint (many deployments may share one); raises for an
+        import error, a missing name or a non-@flow."""
+        return _load_flow(self.entrypoint_path, self.flow_function)
+
+
+@cache
+def _load_flow(path: Path, function: str) -> Flow:
+    return load_flow_from_entrypoint(f"{path}:{function}")
 
 
 def load_raw(path: Path = settings.PREFECT_YAML) -> dict[str, Any]:
@@ -128,6 +136,15 @@ def project_name(path: Path = settings.PREFECT_YAML) -> str:
 def owner_tag(path: Path = settings.PREFECT_YAML) -> str:
     """The tag that marks what this prefect.yaml owns on the server."""
     return OWNER_TAG_PREFIX + project_name(path)
+
+
+def valid_name(action: type[BaseModel], where: str, **fields: Any) -> None:
+    """SpecError when Prefect's own action model refuses the declared object's name (checked
+    before anything is sent, so apply cannot stop halfway on it)."""
+    try:
+        action(**fields)
+    except ValidationError as exc:
+        raise SpecError(f"{where}.name: {exc.errors()[0]['msg']}") from None
 
 
 def reject_unknown(item: dict[str, Any], known: set[str], where: str) -> None:

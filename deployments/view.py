@@ -12,6 +12,7 @@ from prefect.client.orchestration import PrefectClient
 from deployments.declarations import Declarations
 from deployments.kinds.base import Declared, Kind, Ownership, ServerObject
 from deployments.record import Record
+from deployments.spec import OWNER_TAG_PREFIX
 
 
 @dataclass
@@ -22,6 +23,7 @@ class ServerView:
     declared: dict[str, Declared] = field(default_factory=dict)  # by kind name
     objects: dict[str, list[ServerObject]] = field(default_factory=dict)  # by kind name
     created: set[str] = field(default_factory=set)  # ids apply created or took over
+    others: set[str] = field(default_factory=set)  # ids other projects' records list
     adopt: bool = False  # apply --adopt: take over objects of declared names not owned
     trigger_ids: set[str] = field(default_factory=set)  # automations deployments own
     _lists: dict[str, Any] = field(default_factory=dict)
@@ -37,6 +39,12 @@ class ServerView:
 
     def recorded_ids(self, kind: str) -> set[str]:
         return {entry["id"] for entry in self.record.get(kind, {}).values() if entry.get("id")}
+
+    def may_take(self, obj: ServerObject) -> bool:
+        """Whether `obj` may be taken over at all: no other project owns it (by its tag or its
+        record)."""
+        tagged = any(tag.startswith(OWNER_TAG_PREFIX) for tag in obj.tags or [])
+        return not tagged and obj.id not in self.others
 
     def owns(self, kind: Kind, obj: ServerObject) -> bool:
         """Whether the repository owns `obj`: it carries the owner tag, or, for kinds without

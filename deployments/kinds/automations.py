@@ -108,9 +108,7 @@ class Automations(Kind):
         for index, item in enumerate(declarations.section("automations")):
             where = f"{declarations.path.name}: automations[{index}]"
             rendered, unset = declarations.render(item)
-            name = rendered.get("name")
-            if not isinstance(name, str) or not name:
-                raise SpecError(f"{where}: needs a `name`")
+            name = declarations.name(rendered, where)
             if name in result.objects:
                 raise SpecError(f"{where}: a second automation named {name!r}")
             waiting = [ref for ref in block_refs(rendered) if ref in unset_blocks]
@@ -137,7 +135,7 @@ class Automations(Kind):
         automations = await view.shared("automations", lambda: read_automations(client))
         refs = {obj.id: obj.key for obj in view.objects.get(Blocks.name, [])}
         return [
-            ServerObject(a.name, str(a.id), automation_fields(a, refs), tags=list(a.tags), raw=a)
+            ServerObject(a.name, str(a.id), automation_fields(a, refs), tags=list(a.tags))
             for a in automations
             if str(a.id) not in view.trigger_ids  # a deployment's (deployments.py)
         ]

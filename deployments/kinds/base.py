@@ -47,7 +47,6 @@ class ServerObject:
     # Holds nothing anyone configured (a pool a worker created for a declared name with its
     # type's defaults): taken over without --adopt.
     pristine: bool = False
-    raw: Any = None
 
 
 @dataclass
@@ -104,6 +103,10 @@ class Kind:
     def secret_fields(self, key: str, fields: Fields) -> set[str]:
         """Fields whose values are never shown or recorded."""
         return set()
+
+    def unappliable(self, obj: ServerObject, fields: Fields) -> str | None:
+        """Why `obj` cannot be made to match `fields` in place (plan shows a conflict), if so."""
+        return None
 
     def owned_without_record(self, obj: ServerObject, view: ServerView) -> bool:
         """For RECORD kinds: owned although the record does not list it (for example a pool's

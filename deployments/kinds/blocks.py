@@ -15,20 +15,25 @@ repository created; a declared name held by another block is a conflict.
 from __future__ import annotations
 
 import re
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from typing import Any
 from uuid import UUID
 
+import httpx
 from prefect.blocks.core import Block
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.actions import BlockDocumentCreate, BlockDocumentUpdate
+from prefect.exceptions import PrefectException
 from prefect.utilities.dispatch import lookup_type
 from pydantic import ValidationError
 
 from deployments.declarations import Declarations
-from deployments.kinds.base import Declared, Fields, Kind, Ownership, ServerObject
+from deployments.kinds.base import ApplyError, Declared, Fields, Kind, Ownership, ServerObject
 from deployments.paging import every_page
-from deployments.spec import SpecError
+from deployments.spec import SpecError, valid_name
 
 FIELDS = {"type", "name", "data"}
 
@@ -46,6 +51,18 @@ def _env_placeholder(*parts: str) -> str:
     return "{{ $" + re.sub(r"[^A-Z0-9]+", "_", "_".join(parts).upper()).strip("_") + " }}"
 
 
+@contextmanager
+def _refused(key: str) -> Iterator[None]:
+    """A refused block write as an ApplyError that names the block and the status, never the
+    server's answer, which may echo the request's secret values."""
+    try:
+        yield
+    except (httpx.HTTPStatusError, PrefectException) as exc:
+        response = getattr(exc, "response", None) or getattr(exc.__cause__, "response", None)
+        status = f" ({response.status_code})" if response is not None else ""
+        raise ApplyError(f"block {key}: the server refused it{status}") from None
+
+
 class Blocks(Kind):
     name = "block"
     ownership = Ownership.RECORD
@@ -58,6 +75,11 @@ class Blocks(Kind):
             unknown = set(item) - FIELDS
             if unknown or not item.get("type") or not item.get("name"):
                 raise SpecError(f"{where}: needs `type`, `name` and `data`, and nothing else")
+            name = declarations.name(item, where)
+            nil = uuid.UUID(int=0)
+            valid_name(
+                BlockDocumentCreate, where, name=name, block_type_id=nil, block_schema_id=nil
+            )
             try:
                 cls = block_class(item["type"])
             except KeyError:
@@ -93,7 +115,7 @@ class Blocks(Kind):
             lambda document: document.id,
         )
         return [
-            ServerObject(f"{d.block_type.slug}/{d.name}", str(d.id), dict(d.data), raw=d)
+            ServerObject(f"{d.block_type.slug}/{d.name}", str(d.id), dict(d.data))
             for d in documents
             if not d.is_anonymous and d.block_type is not None
         ]
@@ -115,19 +137,21 @@ class Blocks(Kind):
 
     async def create(self, client: PrefectClient, key: str, fields: Fields, view) -> str:
         type_slug, name = key.split("/", 1)
-        block_type = await client.read_block_type_by_slug(type_slug)
-        schema = await client.get_most_recent_block_schema_for_block_type(block_type.id)
-        document = await client.create_block_document(
-            BlockDocumentCreate(
-                name=name, data=fields, block_type_id=block_type.id, block_schema_id=schema.id
+        with _refused(key):
+            block_type = await client.read_block_type_by_slug(type_slug)
+            schema = await client.get_most_recent_block_schema_for_block_type(block_type.id)
+            document = await client.create_block_document(
+                BlockDocumentCreate(
+                    name=name, data=fields, block_type_id=block_type.id, block_schema_id=schema.id
+                )
             )
-        )
         return str(document.id)
 
     async def update(self, client, obj: ServerObject, fields: Fields, changed, view) -> None:
-        await client.update_block_document(
-            UUID(obj.id), BlockDocumentUpdate(data=fields, merge_existing_data=False)
-        )
+        with _refused(obj.key):
+            await client.update_block_document(
+                UUID(obj.id), BlockDocumentUpdate(data=fields, merge_existing_data=False)
+            )
 
     async def delete(self, client: PrefectClient, obj: ServerObject) -> None:
         await client.delete_block_document(UUID(obj.id))

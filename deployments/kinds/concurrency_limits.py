@@ -23,7 +23,7 @@ from prefect.client.schemas.actions import (
 from deployments.declarations import Declarations
 from deployments.kinds.base import Declared, Fields, Kind, Ownership, ServerObject
 from deployments.paging import every_page
-from deployments.spec import SpecError, reject_unknown
+from deployments.spec import SpecError, reject_unknown, valid_name
 
 FIELDS = {"name", "limit", "active", "slot_decay_per_second"}
 DEPLOYMENT_LIMIT_PREFIX = "deployment:"
@@ -40,8 +40,9 @@ class ConcurrencyLimits(Kind):
             where = f"{declarations.path.name}: concurrency_limits[{index}]"
             rendered, unset = declarations.render(item)
             reject_unknown(rendered, FIELDS, where)
-            name, limit = rendered.get("name"), rendered.get("limit")
-            if not isinstance(name, str) or not name or name.startswith(DEPLOYMENT_LIMIT_PREFIX):
+            name, limit = declarations.name(rendered, where), rendered.get("limit")
+            valid_name(GlobalConcurrencyLimitCreate, where, name=name, limit=1)
+            if name.startswith(DEPLOYMENT_LIMIT_PREFIX):
                 raise SpecError(
                     f"{where}.name: a name not starting with 'deployment:', not {name!r}"
                 )

@@ -15,7 +15,6 @@ import os
 import re
 import subprocess
 import sys
-from functools import cache
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -29,7 +28,6 @@ from prefect.client.schemas.responses import DeploymentResponse
 from prefect.client.schemas.sorting import DeploymentSort, FlowSort
 from prefect.events import DeploymentTriggerTypes
 from prefect.events.schemas.automations import AutomationCore
-from prefect.flows import load_flow_from_entrypoint
 from prefect.utilities.callables import parameter_schema
 from pydantic import TypeAdapter, ValidationError
 
@@ -73,16 +71,6 @@ PLAIN_FIELDS = {
 }
 
 
-@cache
-def _flow(entrypoint_path: Path, function: str) -> Flow:
-    """Import a flow once per entrypoint (many deployments share one)."""
-    return load_flow_from_entrypoint(f"{entrypoint_path}:{function}")
-
-
-def load_flow(spec: DeploymentSpec) -> Flow:
-    return _flow(spec.entrypoint_path, spec.flow_function)
-
-
 def _schedule_fields(
     schedule: dict[str, Any], slug: str | None, active: bool, parameters, limit, anchor: bool
 ) -> Fields:
@@ -117,16 +105,24 @@ async def _triggers(
 ) -> list[Fields]:
     """The automations `prefect deploy` made of the deployment's triggers: related to the
     deployment and named as a declared trigger or as Prefect names them (`NAME__automation_N`).
-    The API does not say which related automations the deployment owns; another automation
-    that runs it under another name is not one of its triggers."""
+    The API does not say which related automations the deployment owns: an automation that
+    runs it under another name, or with tags, is not one of its triggers."""
     names = {trigger["name"] for trigger in declared.get("triggers") or []}
     generated = re.compile(rf"^{re.escape(deployment.name)}__automation_\d+$")
     related = await client.read_resource_related_automations(f"prefect.deployment.{deployment.id}")
     return [
         {**_trigger_fields(automation, str(deployment.id)), "id": str(automation.id)}
         for automation in related
-        if automation.name in names or generated.match(automation.name)
+        if (automation.name in names or generated.match(automation.name))
+        and not automation.tags  # `prefect deploy` tags none; ours carry the owner tag
+        and _runs_deployment(automation, deployment.id)
     ]
+
+
+def _runs_deployment(automation, deployment_id: UUID) -> bool:
+    return any(
+        getattr(action, "deployment_id", None) == deployment_id for action in automation.actions
+    )
 
 
 def _trigger_fields(automation, owner_id: str | None) -> Fields:
@@ -238,7 +234,7 @@ class Deployments(Kind):
         steps = pull_steps(declarations.path)
         result = Declared()
         for index, spec in enumerate(await resolve_deployments(client, declarations.path)):
-            flow = load_flow(spec)
+            flow = spec.load_flow()
             where = f"{declarations.path.name}: deployments[{index}]"
             result.objects[f"{flow.name}/{spec.name}"] = declared_deployment(
                 spec, flow, steps, where
@@ -281,9 +277,7 @@ class Deployments(Kind):
                 view.trigger_ids |= {t.pop("id") for t in triggers}
                 fields = server_deployment(deployment, triggers, anchored)
                 objects.append(
-                    ServerObject(
-                        key, str(deployment.id), fields, tags=list(deployment.tags), raw=deployment
-                    )
+                    ServerObject(key, str(deployment.id), fields, tags=list(deployment.tags))
                 )
         return objects
 
@@ -329,9 +323,11 @@ class Deployments(Kind):
         if "schedules" in changed:
             await _set_schedules(client, obj, fields["schedules"])
         if "triggers" in changed:
-            await _set_triggers(client, deployment_id, fields["triggers"])
+            await set_triggers(client, deployment_id, fields["triggers"])
 
     async def delete(self, client: PrefectClient, obj: ServerObject) -> None:
+        """The deployment and the automations its triggers made (the server keeps them)."""
+        await client.delete_resource_owned_automations(f"prefect.deployment.{obj.id}")
         await client.delete_deployment(UUID(obj.id))
 
 
@@ -353,18 +349,17 @@ async def _set_schedules(client: PrefectClient, obj: ServerObject, declared: lis
                 deployment.id, [DeploymentScheduleCreate.model_validate(body)]
             )
         else:
-            response = await client.request(
+            await client.request(  # the client raises for an error status
                 "PATCH",
                 "/deployments/{id}/schedules/{schedule_id}",
                 path_params={"id": deployment.id, "schedule_id": current.id},
                 json=body,
             )
-            response.raise_for_status()
     for schedule in existing.values():
         await client.delete_deployment_schedule(deployment.id, schedule.id)
 
 
-async def _set_triggers(client: PrefectClient, deployment_id: UUID, triggers: list[Fields]) -> None:
+async def set_triggers(client: PrefectClient, deployment_id: UUID, triggers: list[Fields]) -> None:
     """As `prefect deploy` does: the automations the deployment owns replaced by `triggers`."""
     await client.delete_resource_owned_automations(f"prefect.deployment.{deployment_id}")
     for trigger in triggers:

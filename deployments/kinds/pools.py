@@ -36,7 +36,7 @@ from deployments.kinds.base import (
     ServerObject,
 )
 from deployments.paging import every_page
-from deployments.spec import SpecError, reject_unknown
+from deployments.spec import SpecError, reject_unknown, valid_name
 
 POOL_TYPES = ("process", "docker")
 FIELDS = {
@@ -96,9 +96,9 @@ def declared_pools(declarations: Declarations) -> dict[str, tuple[dict[str, Any]
     pools = {}
     for index, item in enumerate(declarations.section("work_pools")):
         rendered, unset = declarations.render(item)
-        name = rendered.get("name")
-        if not isinstance(name, str) or not name:
-            raise SpecError(f"{declarations.path.name}: work_pools[{index}]: needs a `name`")
+        where = f"{declarations.path.name}: work_pools[{index}]"
+        name = declarations.name(rendered, where)
+        valid_name(WorkPoolCreate, where, name=name, type=str(rendered.get("type", "process")))
         pools[name] = (rendered, unset)
     return pools
 
@@ -145,7 +145,7 @@ class WorkPools(Kind):
             and not fields["paused"]
             and fields["base_job_template"] == default_base_job_template(pool.type)
         )
-        return ServerObject(pool.name, str(pool.id), fields, pristine=pristine, raw=pool)
+        return ServerObject(pool.name, str(pool.id), fields, pristine=pristine)
 
     def declaration(self, obj: ServerObject, view) -> dict[str, Any] | None:
         fields = obj.fields
@@ -182,6 +182,14 @@ class WorkPools(Kind):
             **({"queues": queues} if queues else {}),
         }
 
+    def unappliable(self, obj: ServerObject, fields: Fields) -> str | None:
+        if obj.fields["type"] == fields["type"]:
+            return None
+        return (
+            f"a pool of type {obj.fields['type']!r}, declared {fields['type']!r}: a pool's type "
+            "cannot change; declare another name, or delete the pool on the server first"
+        )
+
     async def create(self, client: PrefectClient, key: str, fields: Fields, view) -> str:
         try:
             pool = await client.create_work_pool(
@@ -203,12 +211,9 @@ class WorkPools(Kind):
         return str(pool.id)
 
     async def update(self, client, obj: ServerObject, fields: Fields, changed, view) -> None:
-        if obj.fields["type"] != fields["type"]:
-            raise ApplyError(
-                f"work pool {obj.key!r} is of type {obj.fields['type']!r}, declared "
-                f"{fields['type']!r}: a pool's type cannot change. Declare another name, or "
-                "delete the pool on the server first."
-            )
+        problem = self.unappliable(obj, fields)
+        if problem:
+            raise ApplyError(f"work pool {obj.key!r} is {problem}")
         await client.update_work_pool(
             obj.key,
             WorkPoolUpdate(

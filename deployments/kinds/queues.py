@@ -66,7 +66,7 @@ async def pool_queues(client: PrefectClient, pool: str) -> list[ServerObject]:
         lambda queue: queue.id,
     )
     return [
-        ServerObject(f"{pool}/{queue.name}", str(queue.id), _server_fields(queue), raw=queue)
+        ServerObject(f"{pool}/{queue.name}", str(queue.id), _server_fields(queue))
         for queue in queues
     ]
 
@@ -106,7 +106,7 @@ class WorkQueues(Kind):
     def owned_without_record(self, obj: ServerObject, view) -> bool:
         pool = obj.key.split("/", 1)[0]
         pools = [p for p in view.objects.get(WorkPools.name, []) if p.key == pool]
-        return any(view.owns(WorkPools(), p) or p.pristine for p in pools)
+        return any(view.owns(WorkPools(), p) or (p.pristine and view.may_take(p)) for p in pools)
 
     async def create(self, client: PrefectClient, key: str, fields: Fields, view) -> str:
         pool, name = key.split("/", 1)

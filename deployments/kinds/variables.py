@@ -39,8 +39,8 @@ class Variables(Kind):
             where = f"{declarations.path.name}: variables[{index}]"
             rendered, unset = declarations.render(item)
             reject_unknown(rendered, FIELDS, where)
-            name = rendered.get("name")
-            if not isinstance(name, str) or not NAME.match(name) or is_record_variable(name):
+            name = declarations.name(rendered, where)
+            if not NAME.match(name) or is_record_variable(name):
                 raise SpecError(
                     f"{where}.name: lowercase letters, digits, - and _ (not starting with "
                     f"'applied-', the record's), not {name!r}"
