@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -60,6 +61,13 @@ class Declarations:
             "heartbeat_seconds": config.flow_heartbeat_seconds,
             "zombie_after_seconds": config.zombie_after_s,
         }
+
+    def items(self, section: str) -> Iterator[tuple[str, dict[str, Any], list[str]]]:
+        """Each item of `section`: where it stands (for messages), rendered, and the unset
+        environment variables it needs."""
+        for index, item in enumerate(self.section(section)):
+            rendered, unset = self.render(item)
+            yield f"{self.path.name}: {section}[{index}]", rendered, unset
 
     def name(self, item: dict[str, Any], where: str, key: str = "name") -> str:
         """An object's name: given, and not from the environment (an object left out for an

@@ -5,19 +5,33 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 import yaml
 
 from deployments import settings
 from stack.local import LocalStack
+from tests.live_stack import new_stack
 
 # The environment variables prefect.yaml's blocks read; unset, they are left out.
 WEBHOOK_ENV = {
     "FAILURE_WEBHOOK_URL": "http://127.0.0.1:9/unused",
     "FAILURE_WEBHOOK_TOKEN": "token-that-must-never-show",
 }
+
+
+@contextmanager
+def server_only(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[LocalStack]:
+    """A fresh server and nothing else: no pool, no deployment, no worker."""
+    stack = new_stack(tmp_path_factory, name)
+    try:
+        stack.start_server()
+        yield stack
+    finally:
+        stack.down()
 
 
 def cli(stack: LocalStack, *args: str, **env: str) -> subprocess.CompletedProcess[str]:

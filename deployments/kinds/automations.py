@@ -105,9 +105,7 @@ class Automations(Kind):
         result = Declared()
         blocks = Blocks().declared(declarations)
         unset_blocks = blocks.skipped_keys
-        for index, item in enumerate(declarations.section("automations")):
-            where = f"{declarations.path.name}: automations[{index}]"
-            rendered, unset = declarations.render(item)
+        for where, rendered, unset in declarations.items("automations"):
             name = declarations.name(rendered, where)
             if name in result.objects:
                 raise SpecError(f"{where}: a second automation named {name!r}")

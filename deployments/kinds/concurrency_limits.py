@@ -36,9 +36,7 @@ class ConcurrencyLimits(Kind):
 
     def declared(self, declarations: Declarations) -> Declared:
         result = Declared()
-        for index, item in enumerate(declarations.section("concurrency_limits")):
-            where = f"{declarations.path.name}: concurrency_limits[{index}]"
-            rendered, unset = declarations.render(item)
+        for where, rendered, unset in declarations.items("concurrency_limits"):
             reject_unknown(rendered, FIELDS, where)
             name, limit = declarations.name(rendered, where), rendered.get("limit")
             valid_name(GlobalConcurrencyLimitCreate, where, name=name, limit=1)

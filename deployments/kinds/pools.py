@@ -94,9 +94,7 @@ def pool_fields(item: dict[str, Any], where: str) -> Fields:
 def declared_pools(declarations: Declarations) -> dict[str, tuple[dict[str, Any], list[str]]]:
     """Each declared pool's rendered item and its unset environment variables, by name."""
     pools = {}
-    for index, item in enumerate(declarations.section("work_pools")):
-        rendered, unset = declarations.render(item)
-        where = f"{declarations.path.name}: work_pools[{index}]"
+    for where, rendered, unset in declarations.items("work_pools"):
         name = declarations.name(rendered, where)
         valid_name(WorkPoolCreate, where, name=name, type=str(rendered.get("type", "process")))
         pools[name] = (rendered, unset)

@@ -35,9 +35,7 @@ class Variables(Kind):
 
     def declared(self, declarations: Declarations) -> Declared:
         result = Declared()
-        for index, item in enumerate(declarations.section("variables")):
-            where = f"{declarations.path.name}: variables[{index}]"
-            rendered, unset = declarations.render(item)
+        for where, rendered, unset in declarations.items("variables"):
             reject_unknown(rendered, FIELDS, where)
             name = declarations.name(rendered, where)
             if not NAME.match(name) or is_record_variable(name):

@@ -20,18 +20,14 @@ from prefect.events.schemas.automations import AutomationCore, EventTrigger
 from deployments import settings
 from deployments.spec import OWNER_TAG_PREFIX
 from stack.local import LocalStack
-from tests.live_stack import new_stack, stack_client, unique
-from tests.plan_cli import WEBHOOK_ENV, applied, cli, edited_prefect_yaml, plan_json
+from tests.live_stack import stack_client, unique
+from tests.plan_cli import WEBHOOK_ENV, applied, cli, edited_prefect_yaml, plan_json, server_only
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[LocalStack]:
-    stack = new_stack(tmp_path_factory, "import")
-    try:
-        stack.start_server()
+    with server_only(tmp_path_factory, "import") as stack:
         yield stack
-    finally:
-        stack.down()
 
 
 @pytest.fixture(scope="module")

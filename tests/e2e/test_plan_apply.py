@@ -27,8 +27,16 @@ from deployments import settings
 from deployments.record import digest, read_record, write_record
 from deployments.spec import owner_tag
 from stack.local import LocalStack
-from tests.live_stack import new_stack, stack_client, unique, wait_until
-from tests.plan_cli import WEBHOOK_ENV, applied, changes, cli, edited_prefect_yaml, plan_json
+from tests.live_stack import stack_client, unique, wait_until
+from tests.plan_cli import (
+    WEBHOOK_ENV,
+    applied,
+    changes,
+    cli,
+    edited_prefect_yaml,
+    plan_json,
+    server_only,
+)
 
 SQUARES = "compute-squares/compute-squares"
 HELLO = "say-hello/greeting-schedule"
@@ -44,13 +52,8 @@ DECLARED = {
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[LocalStack]:
-    """A fresh server and nothing else: no pool, no deployment, no worker."""
-    stack = new_stack(tmp_path_factory, "plan-apply")
-    try:
-        stack.start_server()
+    with server_only(tmp_path_factory, "plan-apply") as stack:
         yield stack
-    finally:
-        stack.down()
 
 
 @pytest.fixture(scope="module")

@@ -23,8 +23,8 @@ from deployments.declarations import load_declarations
 from deployments.kinds import KINDS
 from deployments.plan import read_view
 from stack.local import LocalStack
-from tests.live_stack import new_stack, stack_client
-from tests.plan_cli import WEBHOOK_ENV, applied, cli, plan_json
+from tests.live_stack import stack_client
+from tests.plan_cli import WEBHOOK_ENV, applied, cli, plan_json, server_only
 
 # A pool's type cannot change once it exists (apply refuses to, naming the pool).
 NOT_EDITABLE = {("work pool", "type")}
@@ -145,12 +145,8 @@ EDITS: dict[tuple[str, str], Callable[[Any, str], Any]] = {
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[LocalStack]:
-    stack = new_stack(tmp_path_factory, "every-field")
-    try:
-        stack.start_server()
+    with server_only(tmp_path_factory, "every-field") as stack:
         yield stack
-    finally:
-        stack.down()
 
 
 @pytest.fixture
