@@ -1,5 +1,6 @@
 """What a user does in the Prefect UI, in a real browser: find the deployments, run them, see
-their logs and artifacts, get a clear refusal for bad input, and log in where auth is on."""
+their logs and artifacts, get a clear refusal for bad input, log in where auth is on, and
+switch a schedule off, which plan shows as drift until apply."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from playwright.sync_api import expect
 from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
 
 from tests.browser.ui import PrefectUi
-from tests.live_stack import run_artifacts, unique
+from tests.live_stack import run_artifacts, unique, wait_until
+from tests.plan_cli import applied, changes, plan_json
 
 # The runs through the UI on the stack `make up` starts; the PostgreSQL stack (basic auth on, as
 # in production) is used for the login test below.
@@ -134,3 +136,28 @@ def test_the_ui_asks_for_credentials_only_when_auth_is_on(anonymous_ui: PrefectU
     expect(ui.page).to_have_url(re.compile(r"/deployments"))
     expect(ui.page.locator("tr", has_text="greeting-schedule")).to_be_visible()
     ui.shot("after-login")
+
+
+@on_the_make_up_stack
+def test_a_schedule_switched_off_in_the_ui_is_drift_until_apply(ui: PrefectUi, live_stack) -> None:
+    """The user's edit in the UI is what plan shows as drift, and apply switches it back on."""
+    ui.open_deployment("say-hello", "greeting-schedule")
+    switch = ui.page.locator(".deployment-schedule-card").get_by_role("switch")
+    expect(switch).to_have_attribute("aria-checked", "true")
+    switch.click()
+    expect(switch).to_have_attribute("aria-checked", "false")
+    ui.shot("schedule-switched-off")
+
+    def drifted_schedules() -> dict | None:
+        code, plan = plan_json(live_stack)
+        update = changes(plan, "update").get("say-hello/greeting-schedule")
+        fields = {f["field"]: f for f in (update or {}).get("fields", [])}
+        return fields.get("schedules") if code == 2 else None
+
+    schedules = wait_until(drifted_schedules, 60, "plan to show the schedule switched off")
+    assert schedules["drift"] and [s["active"] for s in schedules["server"]] == [False]
+
+    applied(live_stack)
+    ui.page.reload()
+    expect(switch).to_have_attribute("aria-checked", "true")
+    ui.shot("schedule-switched-on-by-apply")
