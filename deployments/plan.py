@@ -110,14 +110,12 @@ def field_changes(
     return changes
 
 
-def _all_fields(kind: Kind, obj: ServerObject, side: str) -> list[FieldChange]:
+def _server_fields(kind: Kind, obj: ServerObject) -> list[FieldChange]:
+    """Every field of an object about to be deleted, as the server holds it."""
     secrets = kind.secret_fields(obj.key, obj.fields)
-    values = {name: _shown(value, name in secrets) for name, value in obj.fields.items()}
     return [
-        FieldChange(
-            name, value if side == "server" else None, None if side == "server" else value, False
-        )
-        for name, value in values.items()
+        FieldChange(name, _shown(value, name in secrets), None, False)
+        for name, value in obj.fields.items()
     ]
 
 
@@ -165,7 +163,7 @@ def compare(kind: Kind, view: ServerView) -> tuple[list[Change], int]:
                     kind.name,
                     key,
                     "delete",
-                    _all_fields(kind, other, "server"),
+                    _server_fields(kind, other),
                     other.id,
                     DUPLICATE,
                 )
@@ -175,9 +173,7 @@ def compare(kind: Kind, view: ServerView) -> tuple[list[Change], int]:
             if not view.owns(kind, obj):
                 foreign += 1
             elif key not in declared.skipped_keys:
-                changes.append(
-                    Change(kind.name, key, "delete", _all_fields(kind, obj, "server"), obj.id)
-                )
+                changes.append(Change(kind.name, key, "delete", _server_fields(kind, obj), obj.id))
     return changes, foreign
 
 

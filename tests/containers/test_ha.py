@@ -198,6 +198,32 @@ def test_killing_an_api_replica_mid_burst_loses_no_run(ha_stack, ha_api, pool, t
     wait_until(lambda: restarted in served_by(ha_stack, 10), 60, "requests on prefect-api-1")
 
 
+# Before the Redis restart below: after it, this stack's services process no longer turns
+# heartbeats into the zombie automation's action (docs/reliability.md, "Known limits").
+def test_zombie_automation_crashes_a_killed_run(ha_stack, ha_api, pool, tmp_path) -> None:
+    with (
+        deployed_test_flow(ha_api, pool, sleep_for, "sleep-for/ha-zombie") as deployment,
+        host_worker(ha_stack, ha_api, pool, tmp_path) as worker,
+    ):
+        flow_run = ha_api.create_flow_run_from_deployment(
+            deployment.id, parameters={"seconds": 600}
+        )
+        wait_until(
+            lambda: ha_api.read_flow_run(flow_run.id).state.type == StateType.RUNNING,
+            120,
+            "the slow run to be RUNNING",
+        )
+        # The automation arms on the first heartbeat, an event that reaches it through Redis.
+        wait_until(lambda: flow_run_heartbeats(ha_api, flow_run.id), 60, "a heartbeat event")
+        # The supervisor, its worker, launcher and the run, at once: nobody reports the crash.
+        os.killpg(worker.pid, signal.SIGKILL)
+        # The window counts from the last heartbeat, plus the event pipeline's delays.
+        final = final_runs(ha_api, [flow_run.id], settings.current().zombie_after_s + 120)
+        assert final[flow_run.id] == StateType.CRASHED, final
+        crashed = ha_api.read_flow_run(flow_run.id).state
+        assert "heartbeat" in (crashed.message or ""), crashed.message
+
+
 def test_restarting_redis_loses_no_run(ha_stack, ha_api, pool, tmp_path) -> None:
     markers = tmp_path / "markers"
     markers.mkdir()
@@ -230,29 +256,3 @@ def test_the_services_process_schedules_runs_five_minutes_apart(ha_api) -> None:
     times = sorted(r.expected_start_time for r in runs)
     assert len(times) > 1 and len(times) == len(set(times)), times
     assert {(b - a).total_seconds() for a, b in itertools.pairwise(times)} == {300.0}
-
-
-def test_zombie_automation_crashes_a_killed_run(ha_stack, ha_api, pool, tmp_path) -> None:
-    with (
-        deployed_test_flow(ha_api, pool, sleep_for, "sleep-for/ha-zombie") as deployment,
-        host_worker(ha_stack, ha_api, pool, tmp_path) as worker,
-    ):
-        flow_run = ha_api.create_flow_run_from_deployment(
-            deployment.id, parameters={"seconds": 600}
-        )
-        wait_until(
-            lambda: ha_api.read_flow_run(flow_run.id).state.type == StateType.RUNNING,
-            120,
-            "the slow run to be RUNNING",
-        )
-        # The automation arms on the first heartbeat, an event that reaches it through Redis.
-        wait_until(lambda: flow_run_heartbeats(ha_api, flow_run.id), 60, "a heartbeat event")
-        # The supervisor, its worker, launcher and the run, at once: nobody reports the crash.
-        os.killpg(worker.pid, signal.SIGKILL)
-        # The window counts from the last heartbeat, plus the event pipeline's delays: here
-        # every event crosses Redis to a separate services process, which the rest of the
-        # container suite loads as well.
-        final = final_runs(ha_api, [flow_run.id], settings.current().zombie_after_s + 240)
-        assert final[flow_run.id] == StateType.CRASHED, final
-        crashed = ha_api.read_flow_run(flow_run.id).state
-        assert "heartbeat" in (crashed.message or ""), crashed.message
