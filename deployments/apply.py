@@ -114,7 +114,6 @@ async def _apply(client: PrefectClient, view: ServerView, before: Plan, done: li
 async def _record(client: PrefectClient, view: ServerView, changed: bool) -> None:
     """The record of what is owned now, written when it differs from the one in force."""
     if changed:
-        view.forget("automations")
         for kind in KINDS:
             view.objects[kind.name] = await kind.read(client, view)
     record = record_of(view)

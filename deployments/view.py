@@ -1,11 +1,9 @@
 """One read of the server, shared by every kind during a plan or an apply: the applied record,
-the objects each kind read, and lists several kinds need (read once, on first use)."""
+what the repository declares and the objects each kind read."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from prefect.client.orchestration import PrefectClient
 
@@ -26,16 +24,6 @@ class ServerView:
     others: set[str] = field(default_factory=set)  # ids other projects' records list
     adopt: bool = False  # apply --adopt: take over objects of declared names not owned
     trigger_ids: set[str] = field(default_factory=set)  # automations deployments own
-    _lists: dict[str, Any] = field(default_factory=dict)
-
-    async def shared(self, name: str, read: Callable[[], Awaitable[Any]]) -> Any:
-        """`read()`'s result, read at most once per view."""
-        if name not in self._lists:
-            self._lists[name] = await read()
-        return self._lists[name]
-
-    def forget(self, name: str) -> None:
-        self._lists.pop(name, None)
 
     def recorded_ids(self, kind: str) -> set[str]:
         return {entry["id"] for entry in self.record.get(kind, {}).values() if entry.get("id")}

@@ -130,7 +130,7 @@ class Automations(Kind):
         return result
 
     async def read(self, client: PrefectClient, view) -> list[ServerObject]:
-        automations = await view.shared("automations", lambda: read_automations(client))
+        automations = await read_automations(client)
         refs = {obj.id: obj.key for obj in view.objects.get(Blocks.name, [])}
         return [
             ServerObject(a.name, str(a.id), automation_fields(a, refs), tags=list(a.tags))
