@@ -21,7 +21,7 @@ from deployments.check import check_spec
 from deployments.declarations import load_declarations
 from deployments.kinds import KINDS
 from deployments.kinds.base import ApplyError
-from deployments.plan import Plan, make_plan, read_view, render
+from deployments.plan import OWNER, Plan, make_plan, read_view, render
 from deployments.record import Record, digest, write_record
 from deployments.view import ServerView
 
@@ -117,9 +117,11 @@ async def _record(client: PrefectClient, view: ServerView, changed: bool) -> Non
         for kind in KINDS:
             view.objects[kind.name] = await kind.read(client, view)
     record = record_of(view)
-    if record != view.record:
+    if record != view.record or (view.source and view.source != view.applied_from):
         declarations = view.declarations
-        await write_record(client, declarations.owner_slug, declarations.owner_tag, record)
+        await write_record(
+            client, declarations.owner_slug, declarations.owner_tag, record, view.source
+        )
 
 
 async def apply(
@@ -130,6 +132,13 @@ async def apply(
     async with get_client() as client:
         view, before = await _plan(client, path, prune, wait_s)
         if before.conflicts and not adopt:
+            if view.owner_taken:
+                raise ApplyError(
+                    f"owner {view.declarations.owner_tag!r} was applied to this server from "
+                    f"{view.applied_from}, not from this repository ({view.source}); nothing "
+                    "was changed. Give prefect.yaml a `name` of its own, or, if this is that "
+                    "repository at a new address, run `python -m deployments apply --adopt`."
+                )
             names = ", ".join(f"{c.kind} {c.name}" for c in before.conflicts)
             raise ApplyError(
                 f"{names}: on the server but not owned by this repository (owner "
@@ -138,7 +147,10 @@ async def apply(
                 "--adopt` to take it over."
             )
         view.adopt = adopt
-        done: list[str] = []
+        done = [
+            f"took owner {c.name} over from {view.applied_from}"
+            for c in before.of("conflict", OWNER)
+        ]
         try:
             await _apply(client, view, before, done)
         finally:

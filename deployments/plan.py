@@ -17,6 +17,7 @@ from deployments.declarations import Declarations
 from deployments.kinds import KINDS
 from deployments.kinds.base import SECRET, Fields, Kind, Ownership, ServerObject, Skipped
 from deployments.record import digest, other_projects_ids, read_record
+from deployments.source import repository_source
 from deployments.view import ServerView
 
 ACTIONS = ("create", "update", "delete")
@@ -80,6 +81,12 @@ class Plan:
         )
 
 
+OWNER = "owner"  # the kind of the one change that is not an object's: the owner itself
+OWNER_TAKEN = (
+    "the server holds this owner's objects as applied from another repository: give "
+    "prefect.yaml a `name` of its own, or, if this is that repository at a new address, "
+    "apply --adopt takes the owner over"
+)
 DUPLICATE = "a second owned object of a declared name"
 ADOPTABLE = (
     "one not owned by this repository has this name: apply creates another, apply --adopt "
@@ -179,7 +186,8 @@ def compare(kind: Kind, view: ServerView) -> tuple[list[Change], int]:
 
 async def read_view(client, declarations: Declarations) -> ServerView:
     """What the repository declares and what the server holds, kind by kind."""
-    view = ServerView(client, declarations, await read_record(client, declarations.owner_slug))
+    applied = await read_record(client, declarations.owner_slug)
+    view = ServerView(client, declarations, applied.record, applied.source, repository_source())
     view.others = await other_projects_ids(client, declarations.owner_slug)
     for kind in KINDS:
         view.declared[kind.name] = await kind.declare(client, declarations)
@@ -188,8 +196,17 @@ async def read_view(client, declarations: Declarations) -> ServerView:
     return view
 
 
+def owner_change(view: ServerView) -> list[Change]:
+    """A conflict when the owner's record was applied from another repository: the two share a
+    name, and each apply would prune or rewrite the other's objects."""
+    if not view.owner_taken:
+        return []
+    source = FieldChange("source", view.applied_from, view.source, drift=False)
+    return [Change(OWNER, view.declarations.owner_tag, "conflict", [source], note=OWNER_TAKEN)]
+
+
 def make_plan(view: ServerView, api_url: str, prune: bool) -> Plan:
-    changes, foreign = [], 0
+    changes, foreign = owner_change(view), 0
     for kind in KINDS:
         kind_changes, kind_foreign = compare(kind, view)
         changes += kind_changes

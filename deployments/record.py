@@ -9,7 +9,8 @@ A Prefect variable holds at most 5,000 characters, so the record is compressed a
 numbered parts `applied-<owner>-<generation>-<n>`; the variable `applied-<owner>` names the
 generation in force. A new record is written under a new generation, then the pointer is turned,
 then the old parts are deleted: a reader sees either the whole old record or the whole new one.
-Secret fields are never recorded (not even as digests).
+Secret fields are never recorded (not even as digests). The pointer also names the repository
+the record was applied from (deployments/source.py).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import hashlib
 import json
 import uuid
 import zlib
+from dataclasses import dataclass, field
 from typing import Any
 
 from prefect.client.orchestration import PrefectClient
@@ -35,6 +37,14 @@ FORMAT = 2
 Record = dict[str, dict[str, dict[str, Any]]]
 
 
+@dataclass(frozen=True)
+class Applied:
+    """The record in force and the repository it was applied from (None: not known)."""
+
+    record: Record = field(default_factory=dict)
+    source: str | None = None
+
+
 def digest(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:8]
 
@@ -47,22 +57,23 @@ def is_record_variable(name: str) -> bool:
     return name.startswith(RECORD_PREFIX)
 
 
-async def read_record(client: PrefectClient, owner_slug: str) -> Record:
+async def read_record(client: PrefectClient, owner_slug: str) -> Applied:
     """The record in force; empty when there is none, or one of another format (then drift
     shows as an update, and the objects it listed need --adopt once)."""
     pointer = await client.read_variable_by_name(pointer_name(owner_slug))
     value = pointer.value if pointer else None
     if not isinstance(value, dict) or value.get("format") != FORMAT:
-        return {}
+        return Applied()
+    source = value.get("source")
     text = ""
     for part in range(value["parts"]):
         variable = await client.read_variable_by_name(
             _part_name(owner_slug, value["generation"], part)
         )
         if variable is None or not isinstance(variable.value, str):
-            return {}
+            return Applied(source=source)
         text += variable.value
-    return json.loads(zlib.decompress(base64.b64decode(text)))
+    return Applied(json.loads(zlib.decompress(base64.b64decode(text))), source)
 
 
 def _part_name(owner_slug: str, generation: str, part: int) -> str:
@@ -70,24 +81,28 @@ def _part_name(owner_slug: str, generation: str, part: int) -> str:
 
 
 async def write_record(
-    client: PrefectClient, owner_slug: str, owner_tag: str, record: Record
+    client: PrefectClient, owner_slug: str, owner_tag: str, record: Record, source: str | None
 ) -> None:
+    """Write `record` as the one in force, applied from `source` (None keeps the source the
+    record in force names: a checkout that cannot tell its source does not erase it)."""
     text = base64.b64encode(zlib.compress(json.dumps(record, sort_keys=True).encode(), 9)).decode()
     parts = [text[i : i + PART_CHARS] for i in range(0, len(text), PART_CHARS)] or [""]
     generation = uuid.uuid4().hex[:8]
     for number, part in enumerate(parts):
         name = _part_name(owner_slug, generation, number)
         await client.create_variable(VariableCreate(name=name, value=part, tags=[owner_tag]))
-    pointer = {"format": FORMAT, "generation": generation, "parts": len(parts)}
     name = pointer_name(owner_slug)
     current = await client.read_variable_by_name(name)
+    replaced = current.value if current and isinstance(current.value, dict) else {}
+    pointer = {"format": FORMAT, "generation": generation, "parts": len(parts)}
+    if source or replaced.get("source"):
+        pointer["source"] = source or replaced["source"]
     if current is None:
         await client.create_variable(VariableCreate(name=name, value=pointer, tags=[owner_tag]))
     else:
         await client.update_variable(VariableUpdate(name=name, value=pointer, tags=[owner_tag]))
     # Only the parts of the record this one replaced: another apply writing at the same time
     # keeps its own (at worst its parts stay behind unused).
-    replaced = current.value if current and isinstance(current.value, dict) else {}
     if replaced.get("generation"):
         for number in range(replaced.get("parts", 0)):
             part = _part_name(owner_slug, replaced["generation"], number)
@@ -124,6 +139,6 @@ async def other_projects_ids(client: PrefectClient, owner_slug: str) -> set[str]
         value = variable["value"]
         if slug == owner_slug or not isinstance(value, dict) or value.get("format") != FORMAT:
             continue  # this project's record, or a part of one
-        record = await read_record(client, slug)
+        record = (await read_record(client, slug)).record
         ids |= {entry["id"] for kind in record.values() for entry in kind.values()}
     return ids

@@ -53,6 +53,7 @@ LOCAL_DATABASES = ("postgres", "sqlite")
 HEALTH_PORT_ENV = "PREFECT_WORKER_WEBSERVER_PORT"  # Prefect's own: the worker reads it too
 # The flow image's tag (deployments/image_tag.py), exported for prefect-docker.yaml.
 IMAGE_TAG_ENV = "FLOW_IMAGE_TAG"
+SOURCE_ENV = "DEPLOYMENTS_SOURCE"
 
 # Nothing may call out: the SDK honours DO_NOT_TRACK, the server its analytics setting.
 NO_TELEMETRY_ENV = {
@@ -157,6 +158,8 @@ class Settings(BaseSettings):
     api_url: str | None = _variable("PREFECT_API_URL", None)
     # Set by `python -m deployments plan/apply` when unset (deployments/image_tag.py).
     image_tag: str | None = _variable(IMAGE_TAG_ENV, None)
+    # Which repository applies (deployments/source.py): unset, the git remote `origin`.
+    repository_source: str | None = _variable(SOURCE_ENV, None)
 
     # `make bench` (bench/run.py): "full" or "tiny"; BENCH_RESUME=1 keeps finished stacks.
     bench_size: str = _variable("BENCH_SIZE", "full")

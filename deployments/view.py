@@ -18,12 +18,19 @@ class ServerView:
     client: PrefectClient
     declarations: Declarations
     record: Record
+    applied_from: str | None = None  # the repository the record was applied from
+    source: str | None = None  # this repository (deployments/source.py)
     declared: dict[str, Declared] = field(default_factory=dict)  # by kind name
     objects: dict[str, list[ServerObject]] = field(default_factory=dict)  # by kind name
     created: set[str] = field(default_factory=set)  # ids apply created or took over
     others: set[str] = field(default_factory=set)  # ids other projects' records list
     adopt: bool = False  # apply --adopt: take over objects of declared names not owned
     trigger_ids: set[str] = field(default_factory=set)  # automations deployments own
+
+    @property
+    def owner_taken(self) -> bool:
+        """Whether the record in force was applied from another repository under this owner."""
+        return bool(self.applied_from and self.source and self.applied_from != self.source)
 
     def recorded_ids(self, kind: str) -> set[str]:
         return {entry["id"] for entry in self.record.get(kind, {}).values() if entry.get("id")}

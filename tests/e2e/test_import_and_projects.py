@@ -21,7 +21,15 @@ from deployments import settings
 from deployments.spec import OWNER_TAG_PREFIX
 from stack.local import LocalStack
 from tests.live_stack import stack_client, unique
-from tests.plan_cli import WEBHOOK_ENV, applied, cli, edited_prefect_yaml, plan_json, server_only
+from tests.plan_cli import (
+    WEBHOOK_ENV,
+    applied,
+    changes,
+    cli,
+    edited_prefect_yaml,
+    plan_json,
+    server_only,
+)
 
 
 @pytest.fixture(scope="module")
@@ -165,3 +173,45 @@ def test_two_projects_share_a_server_without_touching_each_other(server, api, tm
     owners = sorted(t for a in zombies for t in a.tags if t.startswith(OWNER_TAG_PREFIX))
     assert owners[-2:] == [OWNER_TAG_PREFIX + "team-a", OWNER_TAG_PREFIX + "team-b"]
     assert applied(server)  # this repository's own project beside them, untouched by them
+
+
+def test_a_fork_under_the_same_name_is_a_conflict_until_adopted(server, api, tmp_path) -> None:
+    """Two repositories that kept the template's project name: the second one's plan and apply
+    stop at the owner, naming both sources, until apply --adopt takes the owner over."""
+    pool = unique("fork-pool")
+    name = unique("kept-name")
+    path = edited_prefect_yaml(tmp_path, lambda raw: _project(raw, name, f"-{name}"))
+    ours, same, fork = (
+        "https://github.com/Ours/flows.git",
+        "git@github.com:Ours/flows",
+        "https://user:token@GitHub.com/theirs/flows/",
+    )
+
+    def env(source: str) -> dict[str, str]:
+        return {**WEBHOOK_ENV, settings.POOL_NAME_ENV: pool, settings.SOURCE_ENV: source}
+
+    def run(source: str, *args: str):
+        return cli(server, *args, "--prefect-file", str(path), **env(source))
+
+    assert run(ours, "apply").returncode == 0
+    assert run(same, "plan").returncode == 0, "one repository, spelled another way"
+    variables = {v.name: v.value for v in api.read_variables()}
+
+    code, plan = plan_json(server, "--prefect-file", str(path), **env(fork))
+    assert code == 1
+    (owner,) = changes(plan, "conflict", "owner").values()
+    assert [(f["field"], f["server"], f["declared"]) for f in owner["fields"]] == [
+        ("source", "github.com/Ours/flows", "github.com/theirs/flows")
+    ]
+    refused = run(fork, "apply", "--prune")
+    assert refused.returncode == 1
+    assert "github.com/Ours/flows" in refused.stderr, refused.stderr
+    assert "a `name` of its own" in refused.stderr
+    assert "token" not in refused.stdout + refused.stderr
+    assert {v.name: v.value for v in api.read_variables()} == variables, "nothing was changed"
+
+    taken = run(fork, "apply", "--adopt")
+    assert taken.returncode == 0, taken.stdout + taken.stderr
+    assert "took owner" in taken.stdout
+    assert run(fork, "plan").returncode == 0
+    assert run(ours, "plan").returncode == 1, "now the first one is the other repository"

@@ -24,7 +24,7 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.states import Running
 
 from deployments import settings
-from deployments.record import digest, read_record, write_record
+from deployments.record import Applied, digest, read_record, write_record
 from deployments.spec import owner_tag
 from stack.local import LocalStack
 from tests.live_stack import stack_client, unique, wait_until
@@ -359,14 +359,15 @@ def test_the_applied_record_holds_500_deployments(server, api) -> None:
     }
     owner = unique("record-test")
 
-    async def round_trip() -> dict:
+    async def round_trip() -> Applied:
         async with get_client() as client:
-            await write_record(client, owner, f"managed-by:{owner}", {"deployment": {}})
-            await write_record(client, owner, f"managed-by:{owner}", record)
+            tag = f"managed-by:{owner}"
+            await write_record(client, owner, tag, {"deployment": {}}, "example.org/repo")
+            await write_record(client, owner, tag, record, None)  # keeps the source
             return await read_record(client, owner)
 
     with temporary_settings({PREFECT_API_URL: server.api_url}):
-        assert asyncio.run(round_trip()) == record
+        assert asyncio.run(round_trip()) == Applied(record, "example.org/repo")
     parts = [v for v in api.read_variables(limit=200) if v.name.startswith(f"applied-{owner}-")]
     assert len(parts) > 1 and all(len(v.value) <= 5000 for v in parts)
     pointer = api.read_variable_by_name(f"applied-{owner}")
