@@ -3,9 +3,9 @@ does not own into its prefect file, as Terraform's `import` with generated confi
 `python -m deployments apply --adopt` then takes them over.
 
 Left out: objects another project owns (its owner tag, or its applied record), objects of
-declared names (plan shows them as conflicts), deployments (their flow code belongs to the
-repository that deployed them), and pools whose job template differs from their type's in more
-than its variables' defaults. A secret's value is never written: the file gets a
+declared names (plan shows them as conflicts), deployments whose entrypoint is not a flow of this
+repository (their code belongs to another), and pools whose job template differs from their
+type's in more than its variables' defaults. A secret's value is never written: the file gets a
 `{{ $VARIABLE }}` placeholder, and the command names the variables to set before apply.
 """
 

@@ -103,11 +103,12 @@ class DeploymentSpec:
     def load_flow(self) -> Flow:
         """Import the flow, once per entrypoint (many deployments may share one); raises for an
         import error, a missing name or a non-@flow."""
-        return _load_flow(self.entrypoint_path, self.flow_function)
+        return load_flow(self.entrypoint_path, self.flow_function)
 
 
 @cache
-def _load_flow(path: Path, function: str) -> Flow:
+def load_flow(path: Path, function: str) -> Flow:
+    """The flow `function` of the file at `path`, imported once."""
     return load_flow_from_entrypoint(f"{path}:{function}")
 
 

@@ -44,9 +44,11 @@ from deployments.kinds.base import (
 )
 from deployments.paging import every_page
 from deployments.spec import (
+    OWNER_TAG_PREFIX,
     DeploymentSpec,
     ScheduleSpec,
     SpecError,
+    load_flow,
     pull_steps,
     resolve_deployments,
 )
@@ -224,9 +226,37 @@ def server_deployment(
     }
 
 
+def flow_in_repository(entrypoint: str | None, flow_name: str) -> bool:
+    """Whether `entrypoint` names a flow of this repository called `flow_name`."""
+    path, _, function = (entrypoint or "").partition(":")
+    if not function or not (settings.REPO_ROOT / path).is_file():
+        return False
+    try:
+        return load_flow(settings.REPO_ROOT / path, function).name == flow_name
+    except Exception:  # noqa: BLE001 - any import error means: not this repository's flow
+        return False
+
+
+def schedule_declaration(schedule: Fields, index: int) -> dict[str, Any]:
+    """A server schedule as prefect.yaml declares one (a slug made up where it has none)."""
+    timing = {k: v for k, v in schedule["schedule"].items() if v is not None}
+    interval = timing.get("interval")
+    if isinstance(interval, float) and interval.is_integer():  # 300.0 seconds as prefect.yaml's 300
+        timing["interval"] = int(interval)
+    limit = schedule["max_scheduled_runs"]
+    return {
+        "slug": schedule["slug"] or f"schedule-{index}",
+        **timing,
+        "active": schedule["active"],
+        "parameters": schedule["parameters"],
+        **({"max_scheduled_runs": limit} if limit is not None else {}),
+    }
+
+
 class Deployments(Kind):
     name = "deployment"
     ownership = Ownership.TAG
+    section = "deployments"
 
     async def declare(self, client: PrefectClient, declarations: Declarations) -> Declared:
         """Read as `prefect deploy` reads them (block and variable references resolved on the
@@ -280,6 +310,36 @@ class Deployments(Kind):
                     ServerObject(key, str(deployment.id), fields, tags=list(deployment.tags))
                 )
         return objects
+
+    def declaration(self, obj: ServerObject, view) -> dict[str, Any] | None:
+        """A deployment of one of this repository's flows, as a prefect.yaml entry that gives it
+        the file's pull steps (its code is now this repository's) and no triggers (the
+        automations they made are imported as automations); None for another repository's."""
+        fields = obj.fields
+        flow_name, _, name = obj.key.partition("/")
+        if not flow_in_repository(fields["entrypoint"], flow_name):
+            return None
+        work_pool = {"name": fields["work_pool"], "work_queue_name": fields["work_queue"]}
+        if fields["job_variables"]:
+            work_pool["job_variables"] = fields["job_variables"]
+        optional = {
+            "description": fields["description"],
+            "concurrency_limit": fields["concurrency_limit"],
+        }
+        tags = [tag for tag in fields["tags"] if not tag.startswith(OWNER_TAG_PREFIX)]
+        schedules = fields["schedules"]
+        return {
+            "name": name,
+            "entrypoint": fields["entrypoint"],
+            "version": fields["version"] or "0",  # the repository requires one
+            **{key: value for key, value in optional.items() if value is not None},
+            "tags": [view.declarations.owner_tag, *tags],
+            "parameters": fields["parameters"],
+            "enforce_parameter_schema": fields["enforce_parameter_schema"],
+            "work_pool": work_pool,
+            "paused": fields["paused"],
+            "schedules": [schedule_declaration(s, n) for n, s in enumerate(schedules, start=1)],
+        }
 
     async def apply_changes(self, client: PrefectClient, changes, view) -> list[str]:
         """`prefect deploy --all` for what is created or changed, then the API for what it

@@ -10,10 +10,12 @@ import yaml
 from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.actions import (
     BlockDocumentCreate,
+    DeploymentScheduleCreate,
     GlobalConcurrencyLimitCreate,
     VariableCreate,
     WorkPoolCreate,
 )
+from prefect.client.schemas.schedules import CronSchedule
 from prefect.events.actions import DoNothing
 from prefect.events.schemas.automations import AutomationCore, EventTrigger
 
@@ -73,7 +75,31 @@ def _by_hand(api: SyncPrefectClient, suffix: str) -> dict[str, object]:
             actions=[DoNothing()],
         )
     )
+    flow_id = api.create_flow_from_name("say-hello")
+    deployment = api.create_deployment(
+        flow_id,
+        f"hand-greeting-{suffix}",
+        entrypoint="flows/greetings.py:say_hello",  # this repository's flow
+        work_pool_name=pool,
+        work_queue_name="urgent",
+        parameters={"name": "Hand"},
+        tags=["hand"],
+        description="greets by hand",
+        paused=True,
+        schedules=[
+            DeploymentScheduleCreate(
+                schedule=CronSchedule(cron="0 6 * * 1", timezone="Europe/Paris"),
+                parameters={"name": "Monday"},
+                max_scheduled_runs=3,
+            )
+        ],
+    )
+    elsewhere = api.create_deployment(  # code of another repository: not imported
+        flow_id, f"hand-elsewhere-{suffix}", entrypoint="elsewhere/flows.py:say_hello"
+    )
     return {
+        "deployment": deployment,
+        "elsewhere": elsewhere,
         "pool": pool,
         "variable": variable,
         "limit": limit,
@@ -101,6 +127,10 @@ def test_objects_made_by_hand_are_imported_then_adopted(server, api, tmp_path) -
     assert pool["concurrency_limit"] == 5
     assert {q["name"] for q in pool["queues"]} == {"default", "urgent"}
     assert f"hand-automation-{suffix}" in {a["name"] for a in raw["automations"]}
+    (greeting,) = [d for d in raw["deployments"] if d["name"].startswith("hand-")]
+    assert greeting["name"] == f"hand-greeting-{suffix}"
+    assert greeting["paused"] is True and greeting["parameters"] == {"name": "Hand"}
+    assert greeting["schedules"][0]["cron"] == "0 6 * * 1"
 
     adopt = cli(
         server,
@@ -125,6 +155,10 @@ def test_objects_made_by_hand_are_imported_then_adopted(server, api, tmp_path) -
     assert any(
         t.startswith(OWNER_TAG_PREFIX) for t in api.read_variable_by_name(made["variable"]).tags
     )
+    deployment = api.read_deployment(made["deployment"])
+    assert any(t.startswith(OWNER_TAG_PREFIX) for t in deployment.tags) and deployment.paused
+    assert deployment.schedules[0].parameters == {"name": "Monday"}
+    assert api.read_deployment(made["elsewhere"]).tags == [], "another repository's, untouched"
     again = cli(server, "import", "--prefect-file", str(path))
     assert "Nothing to import" in again.stdout, again.stdout
 
