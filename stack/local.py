@@ -17,7 +17,11 @@ import subprocess
 import sys
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
+
+import httpx
 
 from deployments import settings
 from stack.postgres import LocalDatabase
@@ -25,6 +29,8 @@ from stack.processes import ManagedProcess, http_get, http_ok, poll_until, port_
 
 PREFECT = str(Path(sys.executable).with_name("prefect"))  # the venv's CLI
 DATABASE_URL_ENV = "PREFECT_SERVER_DATABASE_CONNECTION_URL"
+# The stack's worker, as the pool's worker list names it.
+WORKER_NAME = "local-worker"
 
 
 class StackError(RuntimeError):
@@ -65,6 +71,7 @@ class LocalStack:
         given_url = DATABASE_URL_ENV in {**os.environ, **self._extra_env}
         local_postgres = self.database == "postgres" and not given_url
         self.local_database = LocalDatabase(self.state_dir) if local_postgres else None
+        self._worker_launched_at: datetime | None = None
 
     @property
     def api_url(self) -> str:
@@ -143,6 +150,27 @@ class LocalStack:
             response is not None
             and response.status_code == 200
             and response.json().get("status") == "READY"
+        )
+
+    def worker_polled_since(self, since: datetime) -> bool:
+        """Whether the stack's own worker (WORKER_NAME) has polled the pool since `since`: a
+        READY pool may still show a worker that died a moment ago."""
+        try:
+            with httpx.Client(base_url=self.api_url, auth=self._http_auth, timeout=5) as http:
+                headers = {}
+                if self.auth_string:  # CSRF protection is on with auth: a POST needs a token
+                    client_id = "local-stack"
+                    token = http.get("/csrf-token", params={"client": client_id}).json()["token"]
+                    headers = {"Prefect-Csrf-Token": token, "Prefect-Csrf-Client": client_id}
+                response = http.post(
+                    f"/work_pools/{self.pool_name}/workers/filter",
+                    json={"workers": {"last_heartbeat_time": {"after_": since.isoformat()}}},
+                    headers=headers,
+                )
+        except (httpx.HTTPError, ValueError, KeyError):
+            return False
+        return response.status_code == 200 and any(
+            worker.get("name") == WORKER_NAME for worker in response.json()
         )
 
     # -- steps ----------------------------------------------------------------------------
@@ -241,18 +269,40 @@ class LocalStack:
         self.wait_for_worker()
 
     def launch_worker(self) -> None:
+        """Start the supervised worker unless it runs. What a supervisor that died left behind
+        (its worker, launcher and their runs) is stopped first: an orphan worker would keep
+        the health port and keep the pool READY."""
         if self.worker.is_running():
             return
-        supervised = [sys.executable, "-m", "stack.worker_supervisor", *self.worker_args()]
+        self.worker.stop(settings.STOP_TIMEOUT_S)
+        if not port_is_free("127.0.0.1", self.worker_health_port):
+            raise StackError(
+                f"port {self.worker_health_port} for the worker's health endpoint is in use by "
+                f"another program; stop it or choose another port with "
+                f"{settings.HEALTH_PORT_ENV}=<port>"
+            )
+        supervised = [
+            sys.executable,
+            "-m",
+            "stack.worker_supervisor",
+            *self.worker_args(WORKER_NAME),
+        ]
         env = {
             **self.worker_env,
             "PREFECT_WORKER_WEBSERVER_HOST": "127.0.0.1",
             settings.HEALTH_PORT_ENV: str(self.worker_health_port),
         }
+        self._worker_launched_at = datetime.now(UTC)
         self.worker.start(supervised, env, cwd=settings.REPO_ROOT)
 
     def wait_for_worker(self) -> None:
-        if not poll_until(self._worker_up_or_exited, settings.STARTUP_TIMEOUT_S):
+        """Until the worker this stack launched has polled its pool (at once for a worker
+        launched by an earlier `up`: the pool is READY)."""
+        since = self._worker_launched_at
+        polled = self.worker_online if since is None else partial(self.worker_polled_since, since)
+        if not poll_until(
+            lambda: polled() or not self.worker.is_running(), settings.STARTUP_TIMEOUT_S
+        ):
             raise StackError(
                 f"the worker did not report to pool {self.pool_name!r} within "
                 f"{settings.STARTUP_TIMEOUT_S:.0f} s; see {self.worker.log_path}"
@@ -262,9 +312,6 @@ class LocalStack:
                 f"the worker exited during start-up; see {self.worker.log_path}:\n"
                 f"{self.worker.log_tail()}"
             )
-
-    def _worker_up_or_exited(self) -> bool:
-        return self.worker_online() or not self.worker.is_running()
 
     def up(self, with_worker: bool = True) -> None:
         """What `make up` runs. The worker starts while the deployments are applied (it creates
@@ -350,6 +397,31 @@ Stop everything with: make down"""
         )
 
 
+def _process_line(process: ManagedProcess, running: str) -> str:
+    pid = process.pid
+    if pid:
+        return f"{process.name}: {running}, pid {pid}"
+    left = process.leftovers()
+    if left:
+        pids = ", ".join(str(p.pid) for p in left)
+        return (
+            f"{process.name}: ORPHANED: it died, and {len(left)} process(es) it started still "
+            f"run (pids {pids}); `make down` stops them, then `make up` starts afresh"
+        )
+    return f"{process.name}: stopped"
+
+
+def status_lines(stack: LocalStack) -> list[str]:
+    """What `make status` prints: each process of the stack running, stopped or orphaned."""
+    ready = "ready" if stack.server_ready() else "not answering"
+    lines = [_process_line(stack.server, ready) + f" ({stack.api_url})"]
+    if stack.local_database is not None:
+        database_pid = stack.local_database.pid
+        lines.append(f"database: {f'running, pid {database_pid}' if database_pid else 'stopped'}")
+    lines.append(_process_line(stack.worker, "running"))
+    return lines
+
+
 def main(argv: list[str]) -> int:
     command = argv[0] if argv else "status"
     try:
@@ -370,12 +442,7 @@ def main(argv: list[str]) -> int:
         stack.down()
         print("stopped the worker, the server and the database started by `make up`")
     elif command == "status":
-        print(f"server: {'ready' if stack.server_ready() else 'down'} ({stack.api_url})")
-        if stack.local_database is not None:
-            database_pid = stack.local_database.pid
-            print(f"database: {f'running, pid {database_pid}' if database_pid else 'stopped'}")
-        worker_pid = stack.worker.pid
-        print(f"worker: {f'running, pid {worker_pid}' if worker_pid else 'stopped'}")
+        print("\n".join(status_lines(stack)))
     else:
         print("usage: python -m stack up|down|status", file=sys.stderr)
         return 2

@@ -1,21 +1,23 @@
-"""Process handling, in one place: pid files, `/proc` reading, terminate-then-kill, readiness
-probes, ports and polling with a deadline. The stack, the worker supervisor, the bench and the
-tests all use it.
+"""Process handling, in one place: pid files, process readings (psutil), terminate-then-kill,
+readiness probes, ports and polling with a deadline. The stack, the worker supervisor, the bench
+and the tests all use it.
 
     process = ManagedProcess("server", state_dir)
     process.start(argv, env, cwd)            # its own process group; pid + start time recorded
     poll_until(lambda: http_ok(url, 2), timeout_s=90)
-    process.stop(timeout_s=15)               # SIGTERM the group, SIGKILL what is left
+    process.stop(timeout_s=15)               # SIGTERM the group, SIGKILL what is left, and
+                                             # every process it left behind (MARK_ENV)
+    process.leftovers()                      # what a recorded process that died left running
 
-A recorded process is signalled only after its start time (from `/proc/<pid>/stat`) is checked
-to match, so a recycled process id is never signalled. Readings of `/proc` are Linux-only;
-`live_children` falls back to `ps` elsewhere.
+A recorded process is signalled only after its start time is checked to match, so a recycled
+process id is never signalled.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -26,89 +28,107 @@ from pathlib import Path
 from typing import TypeVar
 
 import httpx
+import psutil
 
 T = TypeVar("T")
 
-# -- /proc ---------------------------------------------------------------------------------
+# Every process a ManagedProcess starts carries this variable, "<stack token>:<name>", and so
+# does everything those processes start (a worker's flow runs, forked or not): `marked` finds
+# them when the recorded process died without ending them.
+MARK_ENV = "LOCAL_STACK_PROCESS"
+
+# -- processes -----------------------------------------------------------------------------
 
 
-def proc_stat(pid: int | str) -> list[str] | None:
-    """The fields of /proc/PID/stat after the command name, None if the process is gone: index 0
-    is the state (field 3), 1 the parent's pid, 11-14 utime, stime, cutime, cstime, 19 the start
-    time (field 22)."""
+def _process(pid: int | str) -> psutil.Process | None:
+    """The running process `pid`; None when it is gone or has exited (a zombie)."""
     try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:  # gone, or ended while we read
+        process = psutil.Process(int(pid))
+        return None if process.status() == psutil.STATUS_ZOMBIE else process
+    except (psutil.NoSuchProcess, psutil.AccessDenied, ValueError):
         return None
-    # The command name (field 2) may contain spaces; the fields after it are space-separated.
-    return stat.rsplit(")", 1)[1].split()
 
 
 def process_state(pid: int) -> str | None:
-    """The one-letter state of a Linux process (Z: exited, not reaped yet), None when gone."""
-    fields = proc_stat(pid)
-    return fields[0] if fields else None
+    """psutil's status of a process ("running", "sleeping", "stopped", "zombie"...), None when
+    gone."""
+    try:
+        return psutil.Process(pid).status()
+    except psutil.NoSuchProcess:
+        return None
 
 
 def start_time(pid: int) -> str | None:
-    """The kernel's start time of a running `pid`, or None if it is gone or has exited."""
-    fields = proc_stat(pid)
-    if fields is None or fields[0] == "Z":
-        return None
-    return fields[19]
+    """When a running `pid` started, as the kernel counts it (a recycled pid starts later);
+    None if it is gone or has exited."""
+    process = _process(pid)
+    return None if process is None else f"{process.create_time():.2f}"
 
 
 def proc_cmdline(pid: int) -> str:
     """The command line of `pid`, its arguments joined by spaces; empty when it is gone."""
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
-    except OSError:
+        return " ".join(psutil.Process(pid).cmdline())
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
         return ""
 
 
 def process_is_running(pid: int) -> bool:
     """True while `pid` runs; an exited process that its parent has not reaped yet is not."""
-    return start_time(pid) is not None
+    return _process(pid) is not None
 
 
 def live_children(pid: int) -> list[int]:
     """The process ids of `pid`'s children that still run (not exited and waiting to be reaped)."""
-    if Path("/proc/self").is_dir():
-        children = []
-        with contextlib.suppress(OSError):  # the process or one of its threads just ended
-            for task in Path(f"/proc/{pid}/task").iterdir():
-                children += [int(child) for child in (task / "children").read_text().split()]
-        return [child for child in children if process_state(child) not in ("Z", "X", None)]
-    # No /proc (macOS): ask ps, whose listing marks exited children Z.
-    listing = subprocess.run(["ps", "-A", "-o", "pid=,ppid=,stat="], capture_output=True, text=True)
-    return [
-        int(fields[0])
-        for fields in (line.split() for line in listing.stdout.splitlines())
-        if len(fields) == 3 and int(fields[1]) == pid and not fields[2].startswith("Z")
-    ]
+    try:
+        children = psutil.Process(pid).children()
+    except psutil.NoSuchProcess:
+        return []
+    return [child.pid for child in children if _process(child.pid) is not None]
 
 
 def tree_cpu_seconds(*roots: int) -> float:
     """CPU seconds used so far by the processes `roots`, their live descendants, and the
     children they have already reaped."""
-    parents: dict[int, int] = {}
-    times: dict[int, float] = {}
-    tick = os.sysconf("SC_CLK_TCK")
-    for entry in Path("/proc").iterdir():
-        fields = proc_stat(entry.name) if entry.name.isdigit() else None
-        if fields is None:
+    total = 0.0
+    for root in roots:
+        try:
+            tree = [psutil.Process(root)]
+            tree += tree[0].children(recursive=True)
+        except psutil.NoSuchProcess:
             continue
-        parents[int(entry.name)] = int(fields[1])
-        times[int(entry.name)] = sum(int(value) for value in fields[11:15]) / tick
+        for process in tree:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                times = process.cpu_times()
+                total += times.user + times.system + times.children_user + times.children_system
+    return total
 
-    def counted(pid: int) -> bool:
-        while pid > 1:
-            if pid in roots:
-                return True
-            pid = parents.get(pid, 0)
-        return False
 
-    return sum(seconds for pid, seconds in times.items() if counted(pid))
+def marked(mark: str) -> list[psutil.Process]:
+    """The running processes whose environment has MARK_ENV=`mark`: everything a recorded
+    process started, also after it died, and what its children started in sessions of their
+    own. Never this process."""
+    found = []
+    for process in psutil.process_iter():
+        if process.pid == os.getpid():
+            continue
+        with contextlib.suppress(psutil.Error):
+            if process.environ().get(MARK_ENV) == mark and _process(process.pid):
+                found.append(process)
+    return found
+
+
+def end_processes(processes: list[psutil.Process], timeout_s: float) -> None:
+    """SIGTERM `processes`, SIGKILL those still running after `timeout_s`. psutil checks each
+    one's start time before signalling, so a recycled pid is never hit."""
+    for process in processes:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.terminate()
+    _gone, alive = psutil.wait_procs(processes, timeout=timeout_s)
+    for process in alive:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            process.kill()
+    psutil.wait_procs(alive, timeout=5)
 
 
 # -- waiting -------------------------------------------------------------------------------
@@ -192,14 +212,37 @@ def free_port(host: str = "127.0.0.1") -> int:
 # -- recorded processes --------------------------------------------------------------------
 
 
+def stack_token(state_dir: Path, create: bool) -> str | None:
+    """A random token of the state directory, made by the first start (`create`): MARK_ENV
+    values start with it, so the processes of one stack are never taken for another's."""
+    path = state_dir / "pids" / "stack-token"
+    if create and not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_hex(8))
+    try:
+        return path.read_text().strip()
+    except FileNotFoundError:
+        return None
+
+
 class ManagedProcess:
     """One long-running command with its log file and pid file under a state directory."""
 
     def __init__(self, name: str, state_dir: Path) -> None:
         self.name = name
+        self.state_dir = state_dir
         self.log_path = state_dir / "logs" / f"{name}.log"
         self.pid_path = state_dir / "pids" / f"{name}.pid"
         self._popen: subprocess.Popen[bytes] | None = None
+
+    def _mark(self, create: bool = False) -> str | None:
+        token = stack_token(self.state_dir, create)
+        return f"{token}:{self.name}" if token else None
+
+    def _marked(self) -> list[psutil.Process]:
+        mark = self._mark()
+        return marked(mark) if mark else []
 
     def start(self, argv: Sequence[str], env: Mapping[str, str], cwd: Path) -> int:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -207,7 +250,7 @@ class ManagedProcess:
         with self.log_path.open("ab") as log:
             self._popen = subprocess.Popen(
                 list(argv),
-                env=dict(env),
+                env={**env, MARK_ENV: self._mark(create=True)},
                 cwd=cwd,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -233,8 +276,14 @@ class ManagedProcess:
     def is_running(self) -> bool:
         return self.pid is not None
 
+    def leftovers(self) -> list[psutil.Process]:
+        """What the recorded process started and left running after it died (none while it
+        runs): its process group, and what that started in sessions of its own."""
+        return [] if self.is_running() else self._marked()
+
     def stop(self, timeout_s: float) -> None:
-        """SIGTERM the process group, then SIGKILL it after `timeout_s`; forget the pid."""
+        """SIGTERM the process group, then SIGKILL it after `timeout_s`; then the same for
+        whatever it left behind (also when it had died already); forget the pid."""
         pid = self.pid
         if pid is not None:
             self._signal_group(pid, signal.SIGTERM)
@@ -242,6 +291,7 @@ class ManagedProcess:
             # Kill what is left of the group too: flow-run children of a worker, for instance.
             self._signal_group(pid, signal.SIGKILL)
             poll_until(lambda: not self.is_running(), 5, interval_s=0.05)
+        end_processes(self._marked(), timeout_s)
         self.pid_path.unlink(missing_ok=True)
 
     @staticmethod
