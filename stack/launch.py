@@ -43,10 +43,16 @@ def run_cold(args: list[str]) -> None:
     os.execv(sys.executable, [sys.executable, "-m", "prefect.engine", *args])
 
 
-def read_line(conn: socket.socket, pending: bytearray) -> dict | None:
-    """The launcher's next message (one JSON object per line), or None once it closed."""
+def read_line(conn: socket.socket, pending: bytearray, fds: list[int] | None = None) -> dict | None:
+    """The launcher's next message (one JSON object per line), or None once it closed; the
+    descriptors that came with it are added to `fds`."""
     while b"\n" not in pending:
-        chunk = conn.recv(4096)
+        chunk, received, _flags, _addr = socket.recv_fds(conn, 4096, 1)
+        if fds is not None:
+            fds += received
+        else:
+            for fd in received:
+                os.close(fd)
         if not chunk:
             return None
         pending.extend(chunk)
@@ -69,8 +75,9 @@ def exit_like(outcome: dict) -> None:
 
 
 class Forwarder:
-    """Signals for the flow-run process: held until its pid is known, then sent to it by a pidfd
-    (never to a process that reused the pid after the launcher reaped it)."""
+    """Signals for the flow-run process: held until it exists, then sent to it through the pidfd
+    the launcher opened while the process was still its unreaped child, so never to a process
+    that reused the pid."""
 
     def __init__(self) -> None:
         self.pidfd: int | None = None
@@ -85,9 +92,9 @@ class Forwarder:
         with contextlib.suppress(ProcessLookupError):  # gone: the launcher reports how next
             signal.pidfd_send_signal(self.pidfd, number)
 
-    def attach(self, pid: int) -> None:
+    def attach(self, pidfd: int) -> None:
+        self.pidfd = pidfd
         with contextlib.suppress(ProcessLookupError):
-            self.pidfd = os.pidfd_open(pid)
             for number in self.pending:
                 signal.pidfd_send_signal(self.pidfd, number)
         self.pending.clear()
@@ -122,9 +129,10 @@ def main(args: list[str]) -> None:
         "prefix": sys.prefix,
     }
     pending = bytearray()
+    pidfds: list[int] = []
     try:
         socket.send_fds(conn, [json.dumps(request).encode() + b"\n"], [0, 1, 2])
-        started = read_line(conn, pending)
+        started = read_line(conn, pending, pidfds)
     except TimeoutError:
         # Falling back now could start the run twice, should the launcher wake up after all.
         say(f"the launcher at {path} did not answer within {ANSWER_TIMEOUT_S:.0f} s")
@@ -137,7 +145,10 @@ def main(args: list[str]) -> None:
         conn.close()
         forwarder.cold(args)
     child = started["pid"]
-    forwarder.attach(child)
+    if len(pidfds) != 1:  # never cold now: the launcher's process may already run the flow
+        say(f"the launcher at {path} sent no pidfd of process {child}; ending it")
+        sys.exit(1)  # closing the connection makes the launcher kill the process
+    forwarder.attach(pidfds[0])
     conn.settimeout(None)
     try:
         outcome = read_line(conn, pending)

@@ -12,20 +12,31 @@ Contract:
 - It imports Prefect and what a flow run needs of it (PRELOAD), never the flows: the next run
   sees a code change without a restart. Its API clients share one verified TLS context per CA
   file (stack/shared_tls.py), built before the first fork.
-- It starts no thread and no event loop: forking a process that has threads is unsafe. It checks
-  that Prefect's import left it single-threaded, and refuses to serve otherwise.
+- It starts no thread and no event loop: forking a process that has threads is unsafe. It counts
+  its threads as the kernel does (/proc/self/task, so also those a C extension started) after
+  Prefect's import, and refuses to serve unless there is one. `gc.freeze()` after the import
+  keeps the collector from writing to the imported objects' pages, which the forks then share.
 - Each request carries the client's argv, environment and working directory, and its stdin,
   stdout and stderr as file descriptors (SCM_RIGHTS). The forked child becomes
-  `python -m prefect.engine ARGV` in that environment and directory, with those streams: Prefect's
-  settings, logging and time zone are rebuilt from the new environment, so a deployment's
-  job-variable `env` wins. What an interpreter fixes at start-up cannot follow: a request whose
-  Python executable or `PYTHON*` variables differ from the launcher's is refused, and its client
-  starts that run cold.
+  `python -m prefect.engine ARGV` in that environment and directory, with those streams. Only
+  what the child rebuilds follows the request: Prefect's settings and logging (PREFECT_*
+  variables) and the time zone (TZ, `time.tzset()`); os.environ is the request's too. Anything
+  else may have been read by the interpreter, the dynamic loader, libc or an extension module
+  when the launcher started (LD_LIBRARY_PATH, LC_ALL, PYTHONHASHSEED, MALLOC_ARENA_MAX, ...), so
+  a request whose environment differs from the launcher's in any other variable, or that asks for
+  another interpreter, is refused, and its client starts that run cold.
+- Installed packages never mix: the launcher notes the site-packages directories as they were
+  when it imported Prefect. Once one changed (`uv sync`), it refuses every request (runs start
+  cold), stops listening and exits when its last run ends; the supervisor starts a new one.
+- Requests are read as they arrive, never waited for: a client that connects and stalls delays
+  no other launch and no reaping, and is dropped after REQUEST_TIMEOUT_S.
 - The child runs in a session of its own and dies with the launcher (PR_SET_PDEATHSIG). The
-  launcher answers the client with the child's pid, then with how it ended. When the client goes
-  away first (`kill -9`), it kills the child and its process group; a client gone before the fork
-  gets no child at all. Signals stay blocked from before the fork until the child has Python's
-  default handlers, so a cancellation forwarded at once is not lost.
+  launcher answers the client with the child's pid and a pidfd of it, opened before the child
+  can be reaped, so the client's signals can never reach a process that reused the pid; then with
+  how it ended. When the client goes away first (`kill -9`), it kills the child and its process
+  group; a client gone before the fork gets no child at all. Signals stay blocked from before the
+  fork until the child has Python's default handlers, so a cancellation forwarded at once is not
+  lost.
 - One bad request never stops the launcher: it is refused, and its client starts the run cold.
 - Only processes of the launcher's own user may connect (SO_PEERCRED), and the socket is 0600.
 - SIGTERM or SIGINT: stop accepting, SIGTERM the running children, give them STOP_GRACE_S, then
@@ -36,6 +47,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
 import importlib
 import json
 import logging
@@ -46,7 +58,6 @@ import signal
 import socket
 import struct
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -127,41 +138,37 @@ def peer_uid(conn: socket.socket) -> int:
     return uid
 
 
-def python_variables(env: dict[str, str]) -> dict[str, str]:
-    return {name: value for name, value in env.items() if name.startswith("PYTHON")}
+def rebuilt_in_child(name: str) -> bool:
+    """Whether the child rebuilds what this variable sets (become_flow_run): Prefect's settings
+    and logging, and the time zone."""
+    return name.startswith("PREFECT_") or name == "TZ"
 
 
-def read_request(conn: socket.socket) -> Request:
-    """One JSON line with the client's three stdio descriptors attached, within
-    REQUEST_TIMEOUT_S in all."""
-    deadline = time.monotonic() + REQUEST_TIMEOUT_S
-    conn.settimeout(REQUEST_TIMEOUT_S)
-    data, fds, _flags, _addr = socket.recv_fds(conn, 65536, 3)
-    buffer = bytearray(data)
-    try:
-        while b"\n" not in buffer:
-            if len(buffer) > MAX_REQUEST_BYTES:
-                raise ValueError("request too large")
-            conn.settimeout(max(deadline - time.monotonic(), 0.001))
-            chunk = conn.recv(65536)
-            if not chunk:
-                raise ValueError("the client closed the connection mid-request")
-            buffer.extend(chunk)
-        if len(fds) != 3:
-            raise ValueError(f"expected stdin, stdout and stderr, got {len(fds)} descriptors")
-        body = json.loads(buffer.split(b"\n", 1)[0])
-        return Request(
-            argv=[str(arg) for arg in body["argv"]],
-            env={str(k): str(v) for k, v in body["env"].items()},
-            cwd=str(body["cwd"]),
-            executable=str(body["executable"]),
-            prefix=str(body["prefix"]),
-            fds=fds,
-        )
-    except BaseException:
-        for fd in fds:
-            os.close(fd)
-        raise
+def fixed_at_start(env: dict[str, str]) -> list[str]:
+    """The variables in which `env` differs from the launcher's own environment and that the
+    child does not rebuild: they may have been read when the launcher's interpreter started."""
+    names = set(env) | set(LAUNCHER_ENV)
+    return sorted(
+        name
+        for name in names
+        if env.get(name) != LAUNCHER_ENV.get(name) and not rebuilt_in_child(name)
+    )
+
+
+def parse_request(data: bytes, fds: list[int]) -> Request:
+    """The request line: JSON with the client's argv, environment, working directory and
+    interpreter; `fds` are its stdin, stdout and stderr."""
+    if len(fds) != 3:
+        raise ValueError(f"expected stdin, stdout and stderr, got {len(fds)} descriptors")
+    body = json.loads(data.split(b"\n", 1)[0])
+    return Request(
+        argv=[str(arg) for arg in body["argv"]],
+        env={str(k): str(v) for k, v in body["env"].items()},
+        cwd=str(body["cwd"]),
+        executable=str(body["executable"]),
+        prefix=str(body["prefix"]),
+        fds=fds,
+    )
 
 
 def why_not_warm(request: Request) -> str | None:
@@ -169,9 +176,29 @@ def why_not_warm(request: Request) -> str | None:
     same_python = os.path.realpath(request.executable) == os.path.realpath(sys.executable)
     if not same_python or request.prefix != sys.prefix:  # another interpreter, or venv
         return f"it runs {sys.executable}, the run asks for {request.executable}"
-    if python_variables(request.env) != python_variables(LAUNCHER_ENV):
-        return "the run's PYTHON* variables differ from the launcher's"
+    differing = fixed_at_start(request.env)
+    if differing:
+        return (
+            f"the run's environment differs from the launcher's in {', '.join(differing[:5])}, "
+            "which a started interpreter cannot follow"
+        )
     return None
+
+
+def site_packages() -> dict[str, int]:
+    """The modification time of each site-packages directory on sys.path: installing, removing
+    or upgrading a package changes it."""
+    found = {}
+    for entry in sys.path:
+        if entry.endswith("site-packages"):
+            with contextlib.suppress(OSError):
+                found[entry] = os.stat(entry).st_mtime_ns
+    return found
+
+
+def thread_count() -> int:
+    """The process's threads as the kernel counts them, also those C extensions started."""
+    return len(os.listdir("/proc/self/task"))
 
 
 def client_gone(conn: socket.socket) -> bool:
@@ -192,12 +219,34 @@ def kill_run(pid: int, number: int) -> None:
             kill(pid, number)
 
 
-def send(conn: socket.socket | None, message: dict) -> None:
+def send(conn: socket.socket | None, message: dict, fds: list[int] | None = None) -> None:
     if conn is None:
         return
     # A client that is gone has nobody to tell; the worker reports its run.
     with contextlib.suppress(OSError):
-        conn.sendall(json.dumps(message).encode() + b"\n")
+        data = json.dumps(message).encode() + b"\n"
+        if fds:
+            conn.setblocking(True)
+            socket.send_fds(conn, [data], fds)
+            conn.setblocking(False)
+        else:
+            conn.sendall(data)
+
+
+@dataclass
+class Pending:
+    """A connection whose request has not fully arrived yet."""
+
+    conn: socket.socket
+    deadline: float
+    data: bytearray = field(default_factory=bytearray)
+    fds: list[int] = field(default_factory=list)
+
+    def close(self) -> None:
+        for fd in self.fds:
+            os.close(fd)
+        self.fds.clear()
+        self.conn.close()
 
 
 class Launcher:
@@ -205,6 +254,9 @@ class Launcher:
         self.socket_path = socket_path
         self.owner_pid = os.getpid()
         self.runs: dict[int, Run] = {}
+        self.pending: dict[int, Pending] = {}  # by file descriptor
+        self.packages = site_packages()
+        self.listener: socket.socket | None = None
         self.stopping = False
 
     def serve(self) -> Request | None:
@@ -216,33 +268,35 @@ class Launcher:
         for number in (signal.SIGTERM, signal.SIGINT):
             signal.signal(number, self._stop)
         signal.signal(signal.SIGCHLD, lambda *_: None)  # so that it wakes the loop
-        listener = self._listen()
+        self.listener = self._listen()
         selector = selectors.DefaultSelector()
-        selector.register(listener, selectors.EVENT_READ, "accept")
+        selector.register(self.listener, selectors.EVENT_READ, "accept")
         selector.register(wake_r, selectors.EVENT_READ, "signal")
         try:
-            while not self.stopping:
-                for key, _ in selector.select():
+            while not self.stopping and (self.listener is not None or self.runs):
+                for key, _ in selector.select(self._next_deadline()):
                     if self.stopping:
                         break
                     if key.data == "signal":
                         os.read(wake_r, 512)
                         self._reap(selector)
                     elif key.data == "accept":
-                        request = self._accept(listener, selector)
+                        self._accept(selector)
+                    elif isinstance(key.data, Pending):
+                        request = self._read(key.data, selector)
                         if request is not None:  # the forked child
                             signal.set_wakeup_fd(-1)
-                            for fd in (wake_r, wake_w, listener.detach()):
-                                os.close(fd)
+                            os.close(wake_r)
+                            os.close(wake_w)
                             return request
                     else:
                         self._client_readable(key.data, selector)
+                self._expire(selector)
             self._stop_runs(selector)
             return None
         finally:
             if os.getpid() == self.owner_pid:
-                listener.close()
-                self.socket_path.unlink(missing_ok=True)
+                self._stop_listening(selector)
 
     def _listen(self) -> socket.socket:
         if self.socket_path.exists():
@@ -266,21 +320,90 @@ class Launcher:
         listener.setblocking(False)
         return listener
 
-    def _accept(self, listener: socket.socket, selector: selectors.BaseSelector) -> Request | None:
+    def _stop_listening(self, selector: selectors.BaseSelector) -> None:
+        """No new connection from now on; a new launcher may take the socket's path."""
+        if self.listener is None:
+            return
+        with contextlib.suppress(KeyError, ValueError):
+            selector.unregister(self.listener)
+        self.listener.close()
+        self.listener = None
+        self.socket_path.unlink(missing_ok=True)
+
+    def _next_deadline(self) -> float | None:
+        if not self.pending:
+            return None
+        soonest = min(pending.deadline for pending in self.pending.values())
+        return max(soonest - time.monotonic(), 0)
+
+    def _accept(self, selector: selectors.BaseSelector) -> None:
         try:
-            conn, _ = listener.accept()
+            conn, _ = self.listener.accept()
+        except BlockingIOError:
+            return
+        if peer_uid(conn) != os.getuid():
+            log("refused a client of another user")
+            send(conn, {"error": "the client runs as another user"})
+            conn.close()
+            return
+        conn.setblocking(False)
+        pending = Pending(conn, time.monotonic() + REQUEST_TIMEOUT_S)
+        self.pending[conn.fileno()] = pending
+        selector.register(conn, selectors.EVENT_READ, pending)
+
+    def _refuse(self, pending: Pending, selector, reason: str) -> None:
+        self.pending.pop(pending.conn.fileno(), None)
+        with contextlib.suppress(KeyError, ValueError):
+            selector.unregister(pending.conn)
+        send(pending.conn, {"error": reason})
+        pending.close()
+
+    def _expire(self, selector: selectors.BaseSelector) -> None:
+        now = time.monotonic()
+        for pending in [p for p in self.pending.values() if p.deadline <= now]:
+            log(f"refused a request: not complete within {REQUEST_TIMEOUT_S:g} s")
+            self._refuse(pending, selector, "the request did not arrive in time")
+
+    def _read(self, pending: Pending, selector: selectors.BaseSelector) -> Request | None:
+        """Take what has arrived of a request; once it is whole, start its run. Returns the
+        request only in the forked child."""
+        try:
+            data, fds, _flags, _addr = socket.recv_fds(pending.conn, 65536, 3)
         except BlockingIOError:
             return None
+        except OSError as exc:
+            self._refuse(pending, selector, f"the connection failed: {exc}")
+            return None
+        pending.fds += fds
+        pending.data.extend(data)
+        if not data:
+            self._refuse(pending, selector, "the client closed the connection mid-request")
+            return None
+        if len(pending.data) > MAX_REQUEST_BYTES:
+            self._refuse(pending, selector, "request too large")
+            return None
+        if b"\n" not in pending.data:
+            return None
         try:
-            if peer_uid(conn) != os.getuid():
-                raise PermissionError("the client runs as another user")
-            request = read_request(conn)
+            request = parse_request(bytes(pending.data), pending.fds)
         except Exception as exc:  # noqa: BLE001 - one bad request must not stop the launcher
             log(f"refused a request: {exc!r}")
-            send(conn, {"error": repr(exc)})
-            conn.close()
+            self._refuse(pending, selector, repr(exc))
             return None
-        refusal = why_not_warm(request)
+        self.pending.pop(pending.conn.fileno())
+        selector.unregister(pending.conn)
+        pending.fds = []  # the request holds them now
+        return self._start(pending.conn, request, selector)
+
+    def _start(
+        self, conn: socket.socket, request: Request, selector: selectors.BaseSelector
+    ) -> Request | None:
+        if site_packages() != self.packages:
+            log("the installed packages changed: no more runs here; exiting after the last one")
+            self._stop_listening(selector)
+            refusal = "the installed packages changed since the launcher started"
+        else:
+            refusal = why_not_warm(request)
         if refusal or client_gone(conn):  # a client gone (or timed out) gets no run
             for fd in request.fds:
                 os.close(fd)
@@ -303,6 +426,10 @@ class Launcher:
         if pid == 0:  # signals stay blocked until become_flow_run has reset the handlers
             selector.close()
             conn.close()
+            if self.listener is not None:
+                self.listener.close()
+            for pending in self.pending.values():
+                pending.close()
             for run in self.runs.values():
                 if run.client is not None:
                     run.client.close()
@@ -313,7 +440,15 @@ class Launcher:
         conn.setblocking(False)
         self.runs[pid] = Run(pid, conn)
         selector.register(conn, selectors.EVENT_READ, pid)
-        send(conn, {"pid": pid})
+        try:  # before the child can be reaped: the pidfd names this child and no later process
+            pidfd = os.pidfd_open(pid)
+        except OSError as exc:
+            log(f"cannot open a pidfd of flow-run process {pid}: {exc}; killing it")
+            kill_run(pid, signal.SIGKILL)
+            send(conn, {"error": f"cannot open a pidfd: {exc}"})
+            return None
+        send(conn, {"pid": pid}, [pidfd])
+        os.close(pidfd)
         return None
 
     def _client_readable(self, pid: int, selector: selectors.BaseSelector) -> None:
@@ -414,9 +549,10 @@ def main(argv: list[str]) -> int:
         print("usage: python -m stack.launcher SOCKET_PATH", file=sys.stderr)
         return 2
     seconds = preload()
-    if threading.active_count() != 1:
-        log(f"importing Prefect started threads {threading.enumerate()}; forking is unsafe")
+    if thread_count() != 1:
+        log(f"importing Prefect left {thread_count()} threads running; forking is unsafe")
         return 1
+    gc.freeze()  # the collector leaves the imported objects (and their shared pages) alone
     launcher = Launcher(Path(argv[0]))
     log(f"ready on {argv[0]} (Prefect imported in {seconds:.1f} s)")
     request = launcher.serve()

@@ -9,6 +9,7 @@ of their own: a bad request is refused and the launcher serves on."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -20,6 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from uuid import uuid4
 
+import psutil
 import pytest
 from prefect import Flow
 from prefect.client.orchestration import SyncPrefectClient
@@ -29,12 +31,14 @@ from prefect.states import Cancelling
 
 from stack.launch import SOCKET_ENV
 from stack.local import LocalStack
-from stack.processes import live_children, proc_stat, process_is_running, terminate_then_kill
+from stack.processes import live_children, process_is_running, terminate_then_kill
 from tests.deployed_flows import deployed_test_flow, product_job_variables
 from tests.live_stack import new_stack, stack_client, unique, wait_for_final_state, wait_until
 from tests.reliability.flows import describe_process, exit_with, raise_error
 
-PROBE_ENV = "LAUNCHER_TEST_PROBE"
+# A run's own variable that a warm run may differ in: Prefect's settings (PREFECT_*) are
+# rebuilt in the forked process; any other difference starts the run cold.
+PROBE_ENV = "PREFECT_LAUNCHER_TEST_PROBE"
 # What each path adds to a run's environment: nothing, or a launcher socket that is not there.
 PATH_ENV = {"warm": {}, "cold": {SOCKET_ENV: ""}}
 
@@ -98,11 +102,10 @@ def running_pid(api: SyncPrefectClient, directory: Path, run: FlowRun) -> tuple[
 def session_members(session_id: int) -> list[int]:
     """The live processes whose session is `session_id` (the launcher gives each run its own)."""
     members = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            fields = proc_stat(entry.name)
-            if fields and fields[3] == str(session_id) and fields[0] not in ("Z", "X"):
-                members.append(int(entry.name))
+    for pid in psutil.pids():
+        with contextlib.suppress(OSError):
+            if os.getsid(pid) == session_id and process_is_running(pid):
+                members.append(pid)
     return members
 
 
@@ -136,6 +139,43 @@ def test_a_run_prints_logs_and_sees_its_job_variables(api, stack, path, tmp_path
         30,
         "the run's log line on the server",
     )
+
+
+def test_a_run_that_sets_ld_library_path_starts_cold_and_finds_its_library(
+    api, stack, path, tmp_path
+) -> None:
+    """The dynamic loader reads LD_LIBRARY_PATH once, when a process starts: a forked run could
+    not load a library from it. The launcher refuses such a run, and its client starts it cold,
+    so it behaves as a cold run does."""
+    library = f"liblaunchertest{uuid4().hex[:8]}.so"
+    libraries = tmp_path / "lib"
+    libraries.mkdir()
+    (libraries / library).write_bytes(_libz().read_bytes())
+    with deployed(api, stack, describe_process) as full_name:
+        run = start_run(
+            api, full_name, path, {"directory": str(tmp_path), "library": library},
+            LD_LIBRARY_PATH=str(libraries),
+        )  # fmt: skip
+        final = wait_for_final_state(api, run.id)
+    assert final.state.type == StateType.COMPLETED, final.state
+    assert "stack.launcher" not in facts(tmp_path, run)["parent"], "the run started cold"
+    if path == "warm":
+        wait_until(
+            lambda: (
+                "LD_LIBRARY_PATH, which a started interpreter cannot follow"
+                in stack.worker.log_path.read_text()
+            ),
+            30,
+            "the launcher's reason in the worker's log",
+        )
+
+
+def _libz() -> Path:
+    """A real shared library of this machine: the zlib this interpreter has loaded."""
+    import zlib  # noqa: F401 - maps libz into this process
+
+    maps = Path("/proc/self/maps").read_text().splitlines()
+    return next(Path(line.split()[-1]) for line in maps if "/libz.so" in line)
 
 
 def test_two_runs_at_once_share_no_state(api, stack, path, tmp_path) -> None:
@@ -210,23 +250,35 @@ def test_runs_start_cold_when_the_launcher_is_turned_off(tmp_path_factory, tmp_p
         assert "worker start" in facts(tmp_path, run)["parent"]
 
 
-@pytest.fixture
-def launcher_process(tmp_path) -> Iterator[subprocess.Popen]:
-    """A warm launcher of its own, on the socket `tmp_path`/launcher.sock."""
-    path = tmp_path / "launcher.sock"
+def steady_env() -> dict[str, str]:
+    """This process's environment without what pytest changes from phase to phase."""
+    return {k: v for k, v in os.environ.items() if k != "PYTEST_CURRENT_TEST"}
+
+
+@contextmanager
+def own_launcher(path: Path, env: dict[str, str]) -> Iterator[subprocess.Popen]:
+    """A warm launcher on the socket `path`, in `env`; stopped afterwards."""
     process = subprocess.Popen(
         [sys.executable, "-m", "stack.launcher", str(path)],
         stdin=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        env=env,
     )
     try:
         wait_until(lambda: path.exists() or process.poll() is not None, 60, "the launcher")
         assert process.poll() is None, process.stderr.read()
         yield process
-        assert process.poll() is None, "the launcher stopped"
     finally:
         terminate_then_kill(process, 15)
+
+
+@pytest.fixture
+def launcher_process(tmp_path) -> Iterator[subprocess.Popen]:
+    """A warm launcher of its own, on the socket `tmp_path`/launcher.sock."""
+    with own_launcher(tmp_path / "launcher.sock", steady_env()) as process:
+        yield process
+        assert process.poll() is None, "the launcher stopped"
 
 
 @pytest.fixture
@@ -247,7 +299,7 @@ def send_request(path: Path, body: bytes) -> dict:
 def request(**changes) -> bytes:
     body = {
         "argv": [],
-        "env": dict(os.environ),
+        "env": steady_env(),
         "cwd": os.getcwd(),
         "executable": sys.executable,
         "prefix": sys.prefix,
@@ -273,7 +325,7 @@ def test_a_client_that_leaves_at_once_leaves_no_process(launcher_process, launch
     connections and never answers."""
     with socket.create_server(("127.0.0.1", 0), backlog=64) as silent_api:
         api_url = f"http://127.0.0.1:{silent_api.getsockname()[1]}/api"
-        env = {**os.environ, "PREFECT_API_URL": api_url, "PREFECT__FLOW_RUN_ID": str(uuid4())}
+        env = {**steady_env(), "PREFECT_API_URL": api_url, "PREFECT__FLOW_RUN_ID": str(uuid4())}
         for _ in range(10):
             with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
                 conn.connect(str(launcher))
@@ -287,11 +339,88 @@ def test_a_client_that_leaves_at_once_leaves_no_process(launcher_process, launch
         )
 
 
-def test_a_run_with_other_interpreter_settings_is_refused_so_it_starts_cold(launcher) -> None:
+@pytest.mark.parametrize(
+    "variable", ["PYTHONHASHSEED", "LD_PRELOAD", "LC_ALL", "MALLOC_ARENA_MAX", "ANY_OTHER_NAME"]
+)
+def test_a_run_whose_environment_cannot_follow_is_refused_so_it_starts_cold(
+    launcher, variable
+) -> None:
+    """Whatever the variable: only what the forked process rebuilds (Prefect's settings, the
+    time zone) may differ from the launcher's environment."""
+    answer = send_request(launcher, request(env={**steady_env(), variable: "7"}))
+    assert f"differs from the launcher's in {variable}" in answer["error"], answer
     other_prefix = send_request(launcher, request(prefix="/other/venv"))
     assert "the run asks for" in other_prefix["error"], other_prefix
-    hashed = send_request(launcher, request(env={**os.environ, "PYTHONHASHSEED": "7"}))
-    assert "PYTHON* variables differ" in hashed["error"], hashed
+
+
+def test_the_run_is_named_by_a_pidfd_the_launcher_opened(launcher, tmp_path) -> None:
+    """The first answer carries a pidfd of the forked process (opened before it could be
+    reaped), so the client never signals a process that reused its pid."""
+    silent = request(argv=["--version"])
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.settimeout(30)
+        conn.connect(str(launcher))
+        with open(os.devnull, "rb") as stdin, open(tmp_path / "out", "wb") as out:
+            socket.send_fds(conn, [silent + b"\n"], [stdin.fileno(), out.fileno(), out.fileno()])
+        data, fds, _flags, _addr = socket.recv_fds(conn, 4096, 1)
+        try:
+            answer = json.loads(data.split(b"\n")[0])
+            assert len(fds) == 1, answer
+            assert os.readlink(f"/proc/self/fd/{fds[0]}") == "anon_inode:[pidfd]"
+            info = Path(f"/proc/self/fdinfo/{fds[0]}").read_text()
+            assert f"Pid:\t{answer['pid']}\n" in info, info
+        finally:
+            for fd in fds:
+                os.close(fd)
+
+
+def test_a_stalled_client_delays_no_other(launcher) -> None:
+    """A client that connects and sends half a request holds nothing up: the next client is
+    answered while the stalled one still waits for its own answer."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as stalled:
+        stalled.connect(str(launcher))
+        socket.send_fds(stalled, [b'{"argv": ['], [0, 1, 2])
+        answer = send_request(launcher, request(executable="/nonexistent/python"))
+        assert "it runs" in answer["error"], answer
+        stalled.setblocking(False)
+        with pytest.raises(BlockingIOError):
+            stalled.recv(1)  # not answered yet: the launcher did not wait for it first
+        stalled.setblocking(True)
+        stalled.settimeout(30)
+        assert b"did not arrive in time" in stalled.recv(4096)
+
+
+def test_after_packages_change_it_refuses_runs_and_exits(tmp_path) -> None:
+    """Runs never mix package versions: once a site-packages directory on its path changed,
+    the launcher sends every run cold, gives up its socket and exits (its supervisor starts a
+    new one)."""
+    site = tmp_path / "extra" / "site-packages"
+    site.mkdir(parents=True)
+    env = {**steady_env(), "PYTHONPATH": str(site)}
+    path = tmp_path / "launcher.sock"
+    with own_launcher(path, env) as process:
+        body = request(argv=["--version"], env=env)
+        assert "pid" in send_request(path, body)
+        (site / "new_package.py").write_text("")  # what an install does to the directory
+        answer = send_request(path, body)
+        assert "the installed packages changed" in answer["error"], answer
+        assert process.wait(30) == 0
+        assert not path.exists()
+
+
+def test_threads_are_counted_as_the_kernel_counts_them() -> None:
+    """A thread that C code started is one the threading module does not know."""
+    code = (
+        "import _thread, threading, time\n"
+        "from stack.launcher import thread_count\n"
+        "_thread.start_new_thread(time.sleep, (30,))\n"
+        "time.sleep(0.5)\n"
+        "print(threading.active_count(), thread_count())\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.split() == ["1", "2"], result.stdout
 
 
 SHARED_TLS_PROBE = """

@@ -5,6 +5,7 @@ so a test can count how often each run really executed; the rest show what a flo
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import sys
@@ -41,12 +42,18 @@ CALLS_IN_THIS_PROCESS = 0
 
 
 @flow
-def describe_process(directory: str, env_name: str = "", seconds: float = 0) -> None:
+def describe_process(
+    directory: str, env_name: str = "", seconds: float = 0, library: str = ""
+) -> None:
     """Print and log a line naming the run, then write `<flow run id>.json` into `directory`: the
     process id, its parent's command line (the warm launcher, or the worker), the value of
-    `env_name`, and how often this process ran the flow. Stays RUNNING for `seconds` first."""
+    `env_name`, and how often this process ran the flow. Stays RUNNING for `seconds` first.
+    With `library`, first loads that shared library by name, as the dynamic loader finds it
+    (LD_LIBRARY_PATH), and fails when it cannot."""
     global CALLS_IN_THIS_PROCESS
     CALLS_IN_THIS_PROCESS += 1
+    if library:
+        ctypes.CDLL(library)
     run_id = flow_run.get_id()
     print(f"stdout of flow run {run_id}", flush=True)
     get_run_logger().info(f"log line of flow run {run_id}")
