@@ -54,6 +54,7 @@ HEALTH_PORT_ENV = "PREFECT_WORKER_WEBSERVER_PORT"  # Prefect's own: the worker r
 # The flow image's tag (deployments/image_tag.py), exported for prefect-docker.yaml.
 IMAGE_TAG_ENV = "FLOW_IMAGE_TAG"
 SOURCE_ENV = "DEPLOYMENTS_SOURCE"
+HEARTBEAT_ENV = "FLOW_HEARTBEAT_SECONDS"
 
 # Nothing may call out: the SDK honours DO_NOT_TRACK, the server its analytics setting.
 NO_TELEMETRY_ENV = {
@@ -94,11 +95,13 @@ _WHOLE_NUMBERS = {
     "pool_concurrency_limit": 1,
     "worker_health_port": 1,
     "worker_prefetch_seconds": 1,
-    "flow_heartbeat_seconds": 30,  # Prefect's minimum
+    "flow_heartbeat_seconds": 30,
     "slot_wait_seconds": 1,
     "soak_runs": 1,
     "soak_workers": 1,
 }
+# Whole-number settings with a greatest allowed value too.
+_AT_MOST = {"flow_heartbeat_seconds": 240}
 # Settings that may be fractions of a second, with their least allowed value.
 _SECONDS = {"worker_query_seconds": 0.1}
 # Switches: the value that turns each on; 0, false or empty turn it off, anything else is refused.
@@ -144,9 +147,11 @@ class Settings(BaseSettings):
     # The supervisor runs the warm launcher (stack/launcher.py) next to a process worker, so a
     # run forks an imported Prefect instead of importing it again; 0 starts every run cold.
     warm_launcher: bool = _variable("WARM_LAUNCHER", True)
-    # Zombie detection (deployments/automations.py): every flow-run process sends a heartbeat
-    # event this often (Prefect's minimum is 30 s, its default 180 s).
-    flow_heartbeat_seconds: int = _variable("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", 30)
+    # Zombie detection (prefect.yaml's automation crash-zombie-flow-runs): every flow-run
+    # process sends a heartbeat event this often (stack/flow_run.py, in place of Prefect's
+    # own, whose minimum is 30 s). At most 240: each beat names the one before it, which Prefect
+    # records only within 5 minutes.
+    flow_heartbeat_seconds: int = _variable(HEARTBEAT_ENV, 30)
     # A run held back by a deployment concurrency limit (collision strategy ENQUEUE) is
     # rescheduled this far ahead; Prefect's 30 s leaves a freed slot idle for up to 30 s.
     slot_wait_seconds: int = _variable(
@@ -176,15 +181,18 @@ class Settings(BaseSettings):
         if raw is None or isinstance(raw, int):
             return raw
         least = _WHOLE_NUMBERS[info.field_name]
+        most = _AT_MOST.get(info.field_name)
         text = str(raw).strip()
         if not text:  # blanks count as unset, as an empty variable does
             return Settings.model_fields[info.field_name].default
-        if not text.isdigit() or int(text) < least:
+        # "10.0" too: Prefect hands its settings on to flow runs spelled as floats.
+        whole = text.removesuffix(".0")
+        if not whole.isdigit() or int(whole) < least or (most and int(whole) > most):
+            bounds = f"from {least} to {most}" if most else f"of at least {least}"
             raise ValueError(
-                f"{variable_name(info.field_name)} must be a whole number of at least {least}, "
-                f"not {raw!r}"
+                f"{variable_name(info.field_name)} must be a whole number {bounds}, not {raw!r}"
             )
-        return int(text)
+        return int(whole)
 
     @field_validator(*_SECONDS, mode="before")
     @classmethod
@@ -248,7 +256,7 @@ class Settings(BaseSettings):
         return {
             "PREFECT_WORKER_QUERY_SECONDS": _text(self.worker_query_seconds),
             "PREFECT_WORKER_PREFETCH_SECONDS": str(self.worker_prefetch_seconds),
-            "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(self.flow_heartbeat_seconds),
+            HEARTBEAT_ENV: str(self.flow_heartbeat_seconds),
         }
 
 

@@ -9,7 +9,7 @@ like the flow-run process itself: cancellation, exit codes and the output the wo
 as they do without a launcher.
 
 When FLOW_LAUNCHER_SOCKET is unset or nothing answers there, it replaces itself with
-`python -m prefect.engine` (os.execv: same process id, same arguments), which is the cold path.
+`python -m stack.flow_run` (os.execv: same process id, same arguments), which is the cold path.
 
 It imports the standard library only, so it starts in milliseconds; no Prefect, no settings object.
 Signals that arrive before the flow-run process exists are held and forwarded once it does.
@@ -37,10 +37,11 @@ def say(message: str) -> None:
 
 
 def run_cold(args: list[str]) -> None:
-    """The cold path: this process becomes `python -m prefect.engine ARGS`."""
+    """The cold path: this process becomes `python -m stack.flow_run ARGS` (stack/flow_run.py:
+    `python -m prefect.engine ARGS`, then the event that closes the run's heartbeats)."""
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execv(sys.executable, [sys.executable, "-m", "prefect.engine", *args])
+    os.execv(sys.executable, [sys.executable, "-m", "stack.flow_run", *args])
 
 
 def read_line(conn: socket.socket, pending: bytearray, fds: list[int] | None = None) -> dict | None:

@@ -18,7 +18,8 @@ Contract:
   keeps the collector from writing to the imported objects' pages, which the forks then share.
 - Each request carries the client's argv, environment and working directory, and its stdin,
   stdout and stderr as file descriptors (SCM_RIGHTS). The forked child becomes
-  `python -m prefect.engine ARGV` in that environment and directory, with those streams. Only
+  `python -m stack.flow_run ARGV` (stack/flow_run.py: `python -m prefect.engine`, then an event
+  that closes the run's heartbeats) in that environment and directory, with those streams. Only
   what the child rebuilds follows the request: Prefect's settings and logging (PREFECT_*
   variables) and the time zone (TZ, `time.tzset()`); os.environ is the request's too. Anything
   else may have been read by the interpreter, the dynamic loader, libc or an extension module
@@ -52,7 +53,6 @@ import importlib
 import json
 import logging
 import os
-import runpy
 import selectors
 import signal
 import socket
@@ -61,6 +61,8 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from stack.flow_run import run_engine
 
 # What `python -m prefect.engine` imports on the way to running a flow, loaded once here.
 PRELOAD = (
@@ -85,6 +87,8 @@ PRELOAD = (
     "prefect._internal.pytz",
     "anyio._backends._asyncio",
     "encodings.idna",
+    # the flow-run process's own settings (stack/flow_run.py)
+    "deployments.settings",
 )
 REQUEST_TIMEOUT_S = 2.0  # a client sends its whole request at once; nobody waits longer
 # Held back from before a fork until the child has reset its handlers.
@@ -503,7 +507,8 @@ class Launcher:
 
 
 def become_flow_run(request: Request, launcher_pid: int) -> None:
-    """In the forked child: turn into `python -m prefect.engine ARGV` for the client's request.
+    """In the forked child: turn into `python -m stack.flow_run ARGV` (the engine, then the
+    exited event) for the client's request.
     Returns or raises as that module does, so the interpreter ends the process the same way."""
     os.setsid()
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
@@ -536,12 +541,7 @@ def become_flow_run(request: Request, launcher_pid: int) -> None:
                 logger.removeHandler(handler)
     logging_configuration.PROCESS_LOGGING_CONFIG.clear()
     logging_configuration.setup_logging(incremental=False)
-    import prefect.engine
-
-    sys.argv = [prefect.engine.__file__, *request.argv]
-    # run_path, not run_module: the launcher has imported prefect.engine already, and this runs
-    # its `__main__` block afresh, as `python -m prefect.engine` does.
-    runpy.run_path(prefect.engine.__file__, run_name="__main__")
+    run_engine(request.argv)  # as the cold path's `python -m stack.flow_run` does
 
 
 def main(argv: list[str]) -> int:

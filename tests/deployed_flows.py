@@ -75,6 +75,33 @@ def flow_run_heartbeats(api: SyncPrefectClient, flow_run_id) -> list[dict]:
     return response.json()["events"]
 
 
+def automation_firings(api: SyncPrefectClient, automation_name: str) -> list[str]:
+    """The resources (`prefect.resource.id` of the bucket, e.g. a flow run) each firing of the
+    named automations acted for, every page of the server's events."""
+    ids = {str(automation.id) for automation in api.read_automations_by_name(automation_name)}
+    response = api._client.post(
+        "/events/filter",
+        json={
+            "filter": {
+                "event": {"name": ["prefect.automation.triggered"]},
+                "resource": {"id": [f"prefect.automation.{i}" for i in ids]},
+            },
+            "limit": 50,
+        },
+    )
+    fired = []
+    while True:
+        response.raise_for_status()
+        page = response.json()
+        fired += [
+            event["payload"].get("triggering_labels", {}).get("prefect.resource.id", "")
+            for event in page["events"]
+        ]
+        if not page.get("next_page"):
+            return fired
+        response = api._client.get(page["next_page"])
+
+
 def supervised_worker_pid(stack: LocalStack) -> int | None:
     """The worker that the stack's supervisor (its recorded worker process) runs as its child,
     beside the warm launcher."""

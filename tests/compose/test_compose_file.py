@@ -110,7 +110,7 @@ TUNED = {
     "POOL_CONCURRENCY_LIMIT",
     "PREFECT_WORKER_QUERY_SECONDS",
     "PREFECT_WORKER_PREFETCH_SECONDS",
-    "PREFECT_FLOWS_HEARTBEAT_FREQUENCY",
+    "FLOW_HEARTBEAT_SECONDS",
     "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS",
     "PREFECT_WORKER_WEBSERVER_PORT",
 }
@@ -179,7 +179,7 @@ def test_worker_uses_the_tuned_settings(services) -> None:
     server = services["prefect-server"]["environment"]
     assert {key: server[key] for key in config.server_env()} == config.server_env()
     # deploy sizes the zombie automation from the heartbeat the workers' runs send.
-    heartbeat = "PREFECT_FLOWS_HEARTBEAT_FREQUENCY"
+    heartbeat = settings.HEARTBEAT_ENV
     assert services["deploy"]["environment"][heartbeat] == env[heartbeat]
     assert services["deploy"]["environment"][settings.POOL_CONCURRENCY_LIMIT_ENV] == ""
     assert services["worker"]["restart"] == "unless-stopped"

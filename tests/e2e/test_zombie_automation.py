@@ -16,8 +16,8 @@ from tests.live_stack import run_deployment_and_wait, wait_until
 pytestmark = pytest.mark.parametrize("live_stack", ["sqlite"], indirect=True)
 
 ZOMBIE_AUTOMATION_NAME = "crash-zombie-flow-runs"  # prefect.yaml's `automations`
-# Prefect's setting: a flow-run process sends a heartbeat event this often; unset, it sends none.
-HEARTBEAT_ENV = "PREFECT_FLOWS_HEARTBEAT_FREQUENCY"
+# A flow-run process sends a heartbeat event this often (stack/flow_run.py).
+HEARTBEAT_ENV = settings.HEARTBEAT_ENV
 
 
 def _environment(pid: int) -> dict[str, str]:

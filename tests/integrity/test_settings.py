@@ -16,7 +16,7 @@ TUNED_NAMES = [
     "PREFECT_WORKER_WEBSERVER_PORT",
     "PREFECT_WORKER_QUERY_SECONDS",
     "PREFECT_WORKER_PREFETCH_SECONDS",
-    "PREFECT_FLOWS_HEARTBEAT_FREQUENCY",
+    "FLOW_HEARTBEAT_SECONDS",
     "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS",
 ]
 
@@ -38,7 +38,7 @@ def test_defaults(clean_env) -> None:
     assert config.worker_env() == {
         "PREFECT_WORKER_QUERY_SECONDS": "0.5",
         "PREFECT_WORKER_PREFETCH_SECONDS": "10",
-        "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30",
+        "FLOW_HEARTBEAT_SECONDS": "30",
     }
     assert config.server_env() == {"PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": "5"}
     assert config.zombie_after_s == 90
@@ -90,9 +90,14 @@ def test_an_empty_variable_counts_as_unset(clean_env) -> None:
         ("WORKER_LIMIT", "x", "WORKER_LIMIT must be a whole number of at least 1, not 'x'"),
         ("WORKER_LIMIT", "0", "WORKER_LIMIT must be a whole number of at least 1, not '0'"),
         (
-            "PREFECT_FLOWS_HEARTBEAT_FREQUENCY",
+            "FLOW_HEARTBEAT_SECONDS",
             "10",
-            "PREFECT_FLOWS_HEARTBEAT_FREQUENCY must be a whole number of at least 30, not '10'",
+            "FLOW_HEARTBEAT_SECONDS must be a whole number from 30 to 240, not '10'",
+        ),
+        (
+            "FLOW_HEARTBEAT_SECONDS",
+            "300",
+            "FLOW_HEARTBEAT_SECONDS must be a whole number from 30 to 240, not '300'",
         ),
         (
             "PREFECT_WORKER_QUERY_SECONDS",

@@ -13,7 +13,7 @@ import time
 import uuid
 from pathlib import Path
 
-from prefect import flow, get_run_logger
+from prefect import flow, get_run_logger, pause_flow_run
 from prefect.runtime import flow_run
 
 # Set by the tests on each worker they start; the flow-run process inherits it.
@@ -79,3 +79,10 @@ def exit_with(code: int) -> None:
 def raise_error(message: str) -> None:
     """Fail the way a flow fails: with an exception."""
     raise ValueError(message)
+
+
+@flow
+def pause_then_finish() -> str:
+    """Pause in its process until resumed (or 10 minutes), then complete."""
+    pause_flow_run(timeout=600)
+    return "resumed"

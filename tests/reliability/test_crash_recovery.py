@@ -34,7 +34,7 @@ def test_killed_worker_and_flow_run_become_crashed(api, live_stack, slow_deploym
         return run if run.state.type == StateType.RUNNING and run.infrastructure_pid else None
 
     run = wait_until(running_with_pid, 120, "the slow run to be RUNNING")
-    # The automation arms on the first heartbeat, which the engine sends as the run starts.
+    # The automation arms on the first heartbeat, sent as the run's process starts.
     wait_until(lambda: flow_run_heartbeats(api, flow_run.id), 30, "the run's first heartbeat event")
 
     flow_run_pid = int(run.infrastructure_pid.rsplit(":", 1)[-1])

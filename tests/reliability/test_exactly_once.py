@@ -10,15 +10,20 @@ from __future__ import annotations
 
 import re
 import time
+import uuid
 from collections import Counter
 
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
 from deployments import settings
 from stack.processes import poll_until
+from tests.deployed_flows import automation_firings, deployed_test_flow
+from tests.live_stack import wait_for_final_state, wait_until
 from tests.reliability.conftest import read_markers, running_workers
+from tests.reliability.flows import pause_then_finish
 from tests.reports import report as report_figures
 
+ZOMBIE_AUTOMATION = "crash-zombie-flow-runs"  # prefect.yaml's `automations`
 RUNS = settings.current().soak_runs
 WORKERS = settings.current().soak_workers
 # Generous: on 2 cores a run costs about 2-3 s of CPU, whatever the number of workers.
@@ -101,3 +106,40 @@ def test_every_run_executes_exactly_once_across_workers(
         report["runs_per_worker"]
     )
     assert not log_errors, "\n".join(log_errors[:20])
+
+
+def test_the_zombie_rule_acts_on_no_run_that_ended_or_paused(
+    postgres_stack, postgres_api, marker_deployment, tmp_path
+) -> None:
+    """A burst of short runs, each of whose last heartbeat the server may receive after its final
+    state, and a run paused in its process: over the whole window the zombie automation acts on
+    none of them (stack/flow_run.py orders a run's heartbeats and its exit)."""
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    pause = f"{pause_then_finish.name}/{uuid.uuid4().hex[:8]}"
+    with (
+        running_workers(postgres_stack, postgres_api, 2),
+        deployed_test_flow(postgres_api, postgres_stack.pool_name, pause_then_finish, pause) as d,
+    ):
+        paused = postgres_api.create_flow_run_from_deployment(d.id)
+        ids = [
+            postgres_api.create_flow_run_from_deployment(
+                marker_deployment.id, parameters={"directory": str(markers)}
+            ).id
+            for _ in range(RUNS)
+        ]
+        runs = _until_all_final_or_deadline(postgres_api, ids)
+        assert Counter(run.state.type.value for run in runs) == {"COMPLETED": RUNS}
+        wait_until(lambda: postgres_api.read_flow_run(paused.id).state.is_paused(), 60, "the pause")
+        ours = {f"prefect.flow-run.{run_id}" for run_id in [*ids, paused.id]}
+
+        def zombie_firings() -> list[str]:
+            return [f for f in automation_firings(postgres_api, ZOMBIE_AUTOMATION) if f in ours]
+
+        # The window since the last run ended, and the server's 5 s evaluation period: it
+        # would have acted by now.
+        window_s = settings.current().zombie_after_s
+        assert not poll_until(zombie_firings, window_s + 30, interval_s=5), zombie_firings()
+        assert postgres_api.read_flow_run(paused.id).state.is_paused()
+        postgres_api.resume_flow_run(paused.id)
+        assert wait_for_final_state(postgres_api, paused.id).state.is_completed()
