@@ -59,6 +59,16 @@ def _until_all_final_or_deadline(api, ids: list) -> list:
     return runs
 
 
+def _trigger(api, marker_deployment, markers) -> list:
+    """RUNS runs of the marker flow at once, each leaving its marker in `markers`; their ids."""
+    return [
+        api.create_flow_run_from_deployment(
+            marker_deployment.id, parameters={"directory": str(markers)}
+        ).id
+        for _ in range(RUNS)
+    ]
+
+
 def test_every_run_executes_exactly_once_across_workers(
     postgres_stack, postgres_api, postgres_cluster, marker_deployment, tmp_path
 ) -> None:
@@ -66,12 +76,7 @@ def test_every_run_executes_exactly_once_across_workers(
     markers.mkdir()
     with running_workers(postgres_stack, postgres_api, WORKERS) as workers:
         started = time.monotonic()
-        ids = [
-            postgres_api.create_flow_run_from_deployment(
-                marker_deployment.id, parameters={"directory": str(markers)}
-            ).id
-            for _ in range(RUNS)
-        ]
+        ids = _trigger(postgres_api, marker_deployment, markers)
         runs = _until_all_final_or_deadline(postgres_api, ids)
         elapsed_s = time.monotonic() - started
         logs = [postgres_stack.server.log_path, postgres_cluster.log_path]
@@ -122,12 +127,7 @@ def test_the_zombie_rule_acts_on_no_run_that_ended_or_paused(
         deployed_test_flow(postgres_api, postgres_stack.pool_name, pause_then_finish, pause) as d,
     ):
         paused = postgres_api.create_flow_run_from_deployment(d.id)
-        ids = [
-            postgres_api.create_flow_run_from_deployment(
-                marker_deployment.id, parameters={"directory": str(markers)}
-            ).id
-            for _ in range(RUNS)
-        ]
+        ids = _trigger(postgres_api, marker_deployment, markers)
         runs = _until_all_final_or_deadline(postgres_api, ids)
         assert Counter(run.state.type.value for run in runs) == {"COMPLETED": RUNS}
         wait_until(lambda: postgres_api.read_flow_run(paused.id).state.is_paused(), 60, "the pause")
