@@ -341,6 +341,8 @@ class Launcher:
         return max(soonest - time.monotonic(), 0)
 
     def _accept(self, selector: selectors.BaseSelector) -> None:
+        if self.listener is None:  # stopped listening earlier in this batch of events
+            return
         try:
             conn, _ = self.listener.accept()
         except BlockingIOError:
