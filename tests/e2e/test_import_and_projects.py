@@ -214,7 +214,14 @@ def test_a_fork_under_the_same_name_is_a_conflict_until_adopted(server, api, tmp
     stop at the owner, naming both sources, until apply --adopt takes the owner over."""
     pool = unique("fork-pool")
     name = unique("kept-name")
-    path = edited_prefect_yaml(tmp_path, lambda raw: _project(raw, name, f"-{name}"))
+
+    def one_variable(raw: dict) -> None:  # the owner check is the same whatever is declared
+        kept = {"name": name, "deployments": []}
+        kept["variables"] = [{"name": name.replace("-", "_"), "value": 1}]
+        raw.clear()
+        raw.update(kept)
+
+    path = edited_prefect_yaml(tmp_path, one_variable)
     ours, same, fork = (
         "https://github.com/Ours/flows.git",
         "git@github.com:Ours/flows",
