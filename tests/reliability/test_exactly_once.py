@@ -69,16 +69,38 @@ def _trigger(api, marker_deployment, markers) -> list:
     ]
 
 
-def test_every_run_executes_exactly_once_across_workers(
+def test_every_run_executes_exactly_once_and_the_zombie_rule_acts_on_none(
     postgres_stack, postgres_api, postgres_cluster, marker_deployment, tmp_path
 ) -> None:
+    """RUNS runs at once across WORKERS workers, each executed exactly once. Then, over the whole
+    zombie window, the zombie automation acts on none of them (the server may receive a short
+    run's last heartbeat after its final state; stack/flow_run.py orders a run's heartbeats and
+    its exit), nor on a run paused in its process meanwhile, which then resumes and completes."""
     markers = tmp_path / "markers"
     markers.mkdir()
-    with running_workers(postgres_stack, postgres_api, WORKERS) as workers:
+    pause = f"{pause_then_finish.name}/{uuid.uuid4().hex[:8]}"
+    with (
+        running_workers(postgres_stack, postgres_api, WORKERS) as workers,
+        deployed_test_flow(postgres_api, postgres_stack.pool_name, pause_then_finish, pause) as d,
+    ):
         started = time.monotonic()
         ids = _trigger(postgres_api, marker_deployment, markers)
         runs = _until_all_final_or_deadline(postgres_api, ids)
         elapsed_s = time.monotonic() - started
+        paused = postgres_api.create_flow_run_from_deployment(d.id)
+        wait_until(lambda: postgres_api.read_flow_run(paused.id).state.is_paused(), 120, "pause")
+        ours = {f"prefect.flow-run.{run_id}" for run_id in [*ids, paused.id]}
+
+        def zombie_firings() -> list[str]:
+            return [f for f in automation_firings(postgres_api, ZOMBIE_AUTOMATION) if f in ours]
+
+        # The window since the last run ended, and the server's 5 s evaluation period: it
+        # would have acted by now.
+        window_s = settings.current().zombie_after_s
+        fired = poll_until(zombie_firings, window_s + 30, interval_s=5)
+        still_paused = postgres_api.read_flow_run(paused.id).state.is_paused()
+        postgres_api.resume_flow_run(paused.id)
+        resumed = wait_for_final_state(postgres_api, paused.id)
         logs = [postgres_stack.server.log_path, postgres_cluster.log_path]
         logs += [worker.log_path for worker in workers]
 
@@ -101,6 +123,7 @@ def test_every_run_executes_exactly_once_across_workers(
         "log_errors": len(log_errors),
         "runs_per_worker": dict(Counter(w for ws in executions.values() for w in ws)),
         "elapsed_s": round(elapsed_s, 1),
+        "zombie_actions_on_ended_or_paused_runs": len(fired),
     }
     report_figures(f"exactly-once-{RUNS}-runs", report)
 
@@ -111,35 +134,5 @@ def test_every_run_executes_exactly_once_across_workers(
         report["runs_per_worker"]
     )
     assert not log_errors, "\n".join(log_errors[:20])
-
-
-def test_the_zombie_rule_acts_on_no_run_that_ended_or_paused(
-    postgres_stack, postgres_api, marker_deployment, tmp_path
-) -> None:
-    """A burst of short runs, each of whose last heartbeat the server may receive after its final
-    state, and a run paused in its process: over the whole window the zombie automation acts on
-    none of them (stack/flow_run.py orders a run's heartbeats and its exit)."""
-    markers = tmp_path / "markers"
-    markers.mkdir()
-    pause = f"{pause_then_finish.name}/{uuid.uuid4().hex[:8]}"
-    with (
-        running_workers(postgres_stack, postgres_api, 2),
-        deployed_test_flow(postgres_api, postgres_stack.pool_name, pause_then_finish, pause) as d,
-    ):
-        paused = postgres_api.create_flow_run_from_deployment(d.id)
-        ids = _trigger(postgres_api, marker_deployment, markers)
-        runs = _until_all_final_or_deadline(postgres_api, ids)
-        assert Counter(run.state.type.value for run in runs) == {"COMPLETED": RUNS}
-        wait_until(lambda: postgres_api.read_flow_run(paused.id).state.is_paused(), 60, "the pause")
-        ours = {f"prefect.flow-run.{run_id}" for run_id in [*ids, paused.id]}
-
-        def zombie_firings() -> list[str]:
-            return [f for f in automation_firings(postgres_api, ZOMBIE_AUTOMATION) if f in ours]
-
-        # The window since the last run ended, and the server's 5 s evaluation period: it
-        # would have acted by now.
-        window_s = settings.current().zombie_after_s
-        assert not poll_until(zombie_firings, window_s + 30, interval_s=5), zombie_firings()
-        assert postgres_api.read_flow_run(paused.id).state.is_paused()
-        postgres_api.resume_flow_run(paused.id)
-        assert wait_for_final_state(postgres_api, paused.id).state.is_completed()
+    assert not fired, fired
+    assert still_paused and resumed.state.is_completed(), resumed.state
