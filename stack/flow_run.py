@@ -2,7 +2,8 @@
 with the run's heartbeats sent in causal order, and an event once the engine has returned.
 
 Both paths of a process-pool run end here: the cold path of stack/launch.py execs it, and the
-warm launcher's forked child calls `run_engine`. prefect-docker.yaml's runs start it too.
+warm launcher's forked child calls `run_engine`. Docker-pool runs do not: their containers run
+prefect-docker's `prefect flow-run execute`, which carries the run's cancellation.
 
 Why: prefect.yaml's zombie automation crashes a run whose heartbeats stop before its final
 state. Prefect's engine sends its heartbeats unordered: one that the server evaluates after the
