@@ -9,13 +9,13 @@ Why: prefect.yaml's zombie automation crashes a run whose heartbeats stop before
 state. Prefect's engine sends its heartbeats unordered: one that the server evaluates after the
 run's final state opens a window in which nothing else arrives, and the automation then acts on
 a run that completed. So this module sends the heartbeats itself, every FLOW_HEARTBEAT_SECONDS
-(deployments/settings.py), with Prefect's own turned off for the engine (its setting
-`flows.heartbeat_frequency` set to None, which no environment variable can spell), each naming
-the one before it as the event it follows; and once the
-engine has returned, `stack.flow-run.exited`, following the last heartbeat. The server's
-triggers service evaluates an event only after the one it follows, so the run's exit always
-closes its last window. A process that is killed sends nothing more, and is crashed after the
-window as before; one that is paused or suspended keeps beating or sends its exit.
+(deployments/settings.py), each naming the one before it as the event it follows, with
+Prefect's own turned off for the engine (its setting `flows.heartbeat_frequency` set to None,
+which no environment variable can spell); and once the engine has returned,
+`stack.flow-run.exited`, following the last heartbeat. The server's triggers service evaluates
+an event only after the one it follows, so the run's exit always closes its last window. A
+process that is killed sends nothing more, and is crashed after the window as before; one that
+is paused or suspended keeps beating or sends its exit.
 """
 
 from __future__ import annotations
