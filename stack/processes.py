@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import secrets
 import signal
 import socket
@@ -191,20 +192,32 @@ def port_is_free(host: str, port: int) -> bool:
     return True
 
 
-# Ports free_port has handed out: the kernel may offer a just-closed port again at once, and two
-# stacks started at the same time in one process must not both be given it.
+# Ports free_port has handed out: two stacks started at the same time in one process must not
+# both be given one.
 _HANDED_OUT: set[int] = set()
 _HANDING_OUT = threading.Lock()
+_RANDOM = random.SystemRandom()
+# Below the kernel's ephemeral range: a port the kernel picks itself (`bind(host, 0)`, or any
+# outgoing connection) may be picked again at once, by another process, before the caller's
+# server listens on it.
+FREE_PORT_RANGE_START = 20_000
+
+
+def _ephemeral_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32_768
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    """A port nothing listens on now, never the same one twice in this process."""
+    """A port nothing listens on now, never the same one twice in this process, and never one
+    the kernel hands out to outgoing connections."""
+    end = max(_ephemeral_start(), FREE_PORT_RANGE_START + 1_000)
     with _HANDING_OUT:
         while True:
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-                sock.bind((host, 0))
-                port = sock.getsockname()[1]
-            if port not in _HANDED_OUT:
+            port = _RANDOM.randrange(FREE_PORT_RANGE_START, end)
+            if port not in _HANDED_OUT and port_is_free(host, port):
                 _HANDED_OUT.add(port)
                 return port
 
