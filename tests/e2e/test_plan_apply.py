@@ -46,7 +46,7 @@ DECLARED = {
     "variable": lambda pool: {"squares_chunk_size"},
     "concurrency limit": lambda pool: {"squares-chunks"},
     "deployment": lambda pool: {SQUARES, HELLO},
-    "automation": lambda pool: {"crash-zombie-flow-runs"},
+    "automation": lambda pool: {"crash-zombie-flow-runs", "crash-stuck-pending-flow-runs"},
 }
 
 
