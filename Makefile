@@ -10,7 +10,7 @@ RELIABILITY_WORKERS ?= 2
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 export DO_NOT_TRACK := 1
 
-.PHONY: up down status plan apply test containers reliability soak bench bench-plan lint format clean
+.PHONY: up down status plan apply test containers reliability faults soak bench bench-plan lint format clean
 
 $(UV):
 	python3 -m pip install --user --quiet "uv==0.13.9"  # the version uv.lock was written with
@@ -49,7 +49,7 @@ PYTEST := PATH="$$PATH:/usr/lib/postgresql/15/bin" $(VENV)/bin/pytest
 test: $(VENV)/.synced  ## unit, integrity, end-to-end, browser and compose tests against real processes
 	scripts/install-test-tools
 	$(PYTEST) -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder \
-		-m "not reliability and not containers"
+		-m "not reliability and not containers and not faults"
 
 # docker-compose.yml and the Dockerfile on a real Docker engine with Compose v2: installs the
 # engine, starts dockerd (vfs) unless one answers, builds stand-ins for base images no registry
@@ -67,6 +67,16 @@ reliability: $(VENV)/.synced  ## the long reliability scenarios (CI runs them af
 	scripts/install-test-tools
 	SOAK_RUNS=50 SOAK_WORKERS=3 $(PYTEST) -n $(RELIABILITY_WORKERS) --dist loadfile \
 		-m reliability tests/reliability
+
+# The fault matrix: per cell `make up`, a burst of the product's runs, one fault at a seeded random
+# moment (the seed is printed; FAULT_SEED=<seed> repeats it), the invariants over every run, then
+# `make down`, which must leave nothing; tests/faults/matrix.py writes docs/reliability.md's table.
+# Two xdist workers, a file each: a file's cells share a state directory, one after the other.
+faults: $(VENV)/.synced  ## the fault matrix; writes its table into docs/reliability.md
+	scripts/install-test-tools
+	rm -rf results/faults
+	$(PYTEST) -n 2 --dist loadfile -m faults tests/faults
+	$(PY) -m tests.faults.matrix
 
 soak: $(VENV)/.synced  ## 300 runs through 2 workers on PostgreSQL
 	scripts/install-test-tools

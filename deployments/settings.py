@@ -152,6 +152,10 @@ class Settings(BaseSettings):
     # own, whose minimum is 30 s). At most 240: each beat names the one before it, which Prefect
     # records only within 5 minutes.
     flow_heartbeat_seconds: int = _variable(HEARTBEAT_ENV, 30)
+    # Optional: a directory where every flow-run process of a process pool writes one file,
+    # `<flow run id>.<pid>`, as it starts (stack/flow_run.py): a record of how often each run
+    # really executed, which the fault matrix (tests/faults) counts. Unset: nothing is written.
+    flow_run_record_dir: Path | None = _variable("FLOW_RUN_RECORD_DIR", None)
     # A run held back by a deployment concurrency limit (collision strategy ENQUEUE) is
     # rescheduled this far ahead; Prefect's 30 s leaves a freed slot idle for up to 30 s.
     slot_wait_seconds: int = _variable(

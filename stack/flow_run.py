@@ -24,6 +24,7 @@ import os
 import runpy
 import sys
 import threading
+from pathlib import Path
 from types import TracebackType
 
 HEARTBEAT_EVENT = "prefect.flow-run.heartbeat"
@@ -84,6 +85,12 @@ class Heartbeats:
         sending.join(SEND_TIMEOUT_S)
 
 
+def record_execution(directory: Path | None, flow_run_id: str) -> None:
+    """One file per execution in `directory` (FLOW_RUN_RECORD_DIR), when set."""
+    if directory is not None:
+        (directory / f"{flow_run_id}.{os.getpid()}").touch()
+
+
 def run_engine(argv: list[str]) -> None:
     """`python -m prefect.engine ARGV` in this process, inside the run's heartbeats."""
     import prefect.engine
@@ -92,6 +99,7 @@ def run_engine(argv: list[str]) -> None:
     from deployments import settings
 
     flow_run_id = argv[0] if argv else os.environ.get("PREFECT__FLOW_RUN_ID", "")
+    record_execution(settings.current().flow_run_record_dir, flow_run_id)
     sys.argv = [prefect.engine.__file__, *argv]
     # Two sources of heartbeats, one of them unordered, would undo the order.
     no_prefect_heartbeats = temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})

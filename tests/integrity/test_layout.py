@@ -25,6 +25,7 @@ FOLDER_TARGETS = {
     "compose": "test",
     "bench": "test",
     "reliability": "reliability",
+    "faults": "faults",
     "containers": "containers",
 }
 

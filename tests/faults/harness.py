@@ -1,0 +1,288 @@
+"""One cell of the fault matrix, as its test runs it: `make up`, a burst of the product's own runs
+(30 say-hello, 3 compute-squares over a range), the fault at a random moment of the burst (seeded,
+the seed printed), the recovery, then the invariants over every run of the burst:
+
+- every run reaches a final state (none lost);
+- each run executed at most once, a COMPLETED one exactly once (the execution records every
+  flow-run process writes with FLOW_RUN_RECORD_DIR, stack/flow_run.py);
+- a CRASHED run names its cause, and only a cell whose fault kills runs has any;
+- no scheduled run is duplicated;
+- no deployment, schedule or automation is lost (`python -m deployments plan` shows no change);
+- the stack runs a new flow afterwards;
+- `make down` leaves no process of the stack behind.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from uuid import UUID
+
+import psutil
+import pytest
+from prefect.client.orchestration import SyncPrefectClient
+from prefect.client.schemas.filters import (
+    DeploymentFilter,
+    DeploymentFilterId,
+    FlowRunFilter,
+    FlowRunFilterId,
+    FlowRunFilterTags,
+)
+
+from deployments import settings
+from stack.local import LocalStack
+from stack.processes import MARK_ENV, poll_until, stack_token
+from tests.faults.matrix import Cell, Outcome
+from tests.live_stack import run_deployment_and_wait, stack_client, state_directory, wait_until
+from tests.make_targets import make, make_env
+
+SAY_HELLO = "say-hello/greeting-schedule"
+SQUARES = "compute-squares/compute-squares"
+SAY_HELLO_RUNS = 30
+# Each range run squares its numbers in chunk tasks, two at a time across the server
+# (prefect.yaml's squares-chunks limit): a few seconds of work, in flight when the fault comes.
+SQUARES_RANGE = {"numbers": None, "start": 0, "stop": 3_000_000, "chunk_size": 250_000}
+SQUARES_RUNS = 3
+# The fault comes this many seconds after the burst was created, at a seeded random moment.
+FAULT_WINDOW_S = (1.0, 12.0)
+# Runs in flight wait for the zombie rule's window at most, then the server's evaluation and the
+# event pipeline.
+SETTLE_S = settings.current().zombie_after_s + 120
+
+
+def fault_seed() -> int:
+    """FAULT_SEED repeats a matrix; otherwise a new seed, printed with every cell."""
+    return int(os.environ.get("FAULT_SEED") or random.SystemRandom().randrange(10**6))
+
+
+SEED = fault_seed()
+
+
+@dataclass
+class UserStack:
+    """`make up`'s stack in a state directory of its own, driven by `make` as a user drives it."""
+
+    env: dict[str, str]
+
+    @property
+    def state_dir(self) -> Path:
+        return Path(self.env["LOCAL_STATE_DIR"])
+
+    @property
+    def records(self) -> Path:
+        return Path(self.env["FLOW_RUN_RECORD_DIR"])
+
+    @property
+    def stack(self) -> LocalStack:
+        """The stack as `python -m stack` sees it under this environment."""
+        return LocalStack(
+            state_dir=self.state_dir,
+            port=int(self.env["PREFECT_SERVER_API_PORT"]),
+            pool_name=self.env[settings.POOL_NAME_ENV],
+            worker_health_port=int(self.env[settings.HEALTH_PORT_ENV]),
+        )
+
+    def make(self, target: str) -> subprocess.CompletedProcess[str]:
+        return make(target, self.env)
+
+    def up(self) -> None:
+        result = self.make("up")
+        assert result.returncode == 0, f"make up failed:\n{result.stdout}{result.stderr}"
+
+    def processes(self) -> list[psutil.Process]:
+        """Every running process of this stack: marked with its token (stack/processes.py), or
+        naming its state directory (PostgreSQL's postmaster and backends)."""
+        token = stack_token(self.state_dir, create=False)
+        found = []
+        for process in psutil.process_iter():
+            try:
+                mark = process.environ().get(MARK_ENV, "")
+                named = str(self.state_dir) in " ".join(process.cmdline())
+            except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+                continue
+            if (token and mark.startswith(f"{token}:")) or named:
+                found.append(process)
+        return found
+
+
+def new_user_stack(tmp_path_factory: pytest.TempPathFactory) -> UserStack:
+    env = make_env(tmp_path_factory)
+    records = state_directory(tmp_path_factory, "executions")
+    return UserStack({**env, "FLOW_RUN_RECORD_DIR": str(records)})
+
+
+def start_burst(api: SyncPrefectClient, label: str) -> list[UUID]:
+    say_hello = api.read_deployment_by_name(SAY_HELLO)
+    squares = api.read_deployment_by_name(SQUARES)
+    runs = [
+        api.create_flow_run_from_deployment(say_hello.id, parameters={"name": f"{label} {i}"})
+        for i in range(SAY_HELLO_RUNS)
+    ]
+    runs += [
+        api.create_flow_run_from_deployment(squares.id, parameters=SQUARES_RANGE)
+        for _ in range(SQUARES_RUNS)
+    ]
+    return [run.id for run in runs]
+
+
+class CellRun:
+    """What a cell's test does between the burst and the checks: wait for the fault's moment,
+    inject, say when it injected and what the user saw."""
+
+    def __init__(self, user: UserStack, cell: Cell, api: SyncPrefectClient) -> None:
+        self.user = user
+        self.cell = cell
+        self.api = api
+        self.rng = random.Random(f"{SEED}:{cell.key}")
+        self.fault_after_s = self.rng.uniform(*FAULT_WINDOW_S)
+        self.run_ids: list[UUID] = []
+        self.burst_at = 0.0
+        self.fault_at: float | None = None
+        self.user_sees = ""
+
+    def wait_for_fault_moment(self) -> None:
+        delay = self.burst_at + self.fault_after_s - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+
+    def injected(self) -> None:
+        self.fault_at = time.monotonic()
+
+    def running_pids(self) -> dict[UUID, int]:
+        """Burst runs RUNNING now, with the process id the worker recorded."""
+        pids = {}
+        for run in self.api.read_flow_runs(
+            flow_run_filter=_ids_filter(self.run_ids), limit=len(self.run_ids)
+        ):
+            if run.state and run.state.is_running() and run.infrastructure_pid:
+                pids[run.id] = int(run.infrastructure_pid.rsplit(":", 1)[-1])
+        return pids
+
+
+def _ids_filter(ids: list[UUID]) -> FlowRunFilter:
+    return FlowRunFilter(id=FlowRunFilterId(any_=ids))
+
+
+@contextmanager
+def cell_run(user: UserStack, cell: Cell) -> Iterator[CellRun]:
+    """`make up` and the burst; the test's block injects the fault; then the recovery is
+    awaited, the invariants are checked and written as the cell's outcome, and `make down` must
+    leave nothing. Fails the test on any violation, after writing the outcome."""
+    print(f"fault cell {cell.key}: seed {SEED} (FAULT_SEED={SEED} repeats it)")
+    user.up()
+    try:
+        with stack_client(user.stack) as api:
+            run = CellRun(user, cell, api)
+            run.run_ids = start_burst(api, cell.key)
+            run.burst_at = time.monotonic()
+            yield run
+            assert run.fault_at is not None, "the test injected no fault"
+            outcome = _settle_and_check(run)
+    finally:
+        down = user.make("down")
+    left = poll_until(lambda: not user.processes(), 30) or user.processes()
+    if down.returncode != 0:
+        outcome.violations.append(f"make down failed: {down.stderr.strip()[-300:]}")
+    if left is not True:
+        outcome.violations.append(
+            "make down left " + ", ".join(f"{p.pid} {' '.join(p.cmdline())[:80]}" for p in left)
+        )
+    outcome.write()
+    assert not outcome.violations, outcome.violations
+
+
+def _settle_and_check(run: CellRun) -> Outcome:
+    api, cell = run.api, run.cell
+
+    def all_final():
+        runs = api.read_flow_runs(flow_run_filter=_ids_filter(run.run_ids), limit=len(run.run_ids))
+        return runs if all(r.state and r.state.is_final() for r in runs) else None
+
+    poll_until(all_final, SETTLE_S, interval_s=2)
+    # The stack works again: a new run completes.
+    after = run_deployment_and_wait(api, SAY_HELLO, {"name": f"after {cell.key}"})
+    recovery_s = time.monotonic() - run.fault_at
+    runs = api.read_flow_runs(flow_run_filter=_ids_filter(run.run_ids), limit=len(run.run_ids))
+    executions = Counter(path.name.split(".", 1)[0] for path in run.user.records.iterdir())
+
+    outcome = Outcome(
+        cell=cell.key,
+        seed=SEED,
+        fault_at_s=round(run.fault_at - run.burst_at, 1),
+        recovery_s=round(recovery_s, 1),
+        user_sees=run.user_sees,
+        runs=len(runs),
+    )
+    violations = outcome.violations
+    if len(runs) != len(run.run_ids):
+        violations.append(f"{len(run.run_ids) - len(runs)} runs of the burst are gone")
+    if not after.state.is_completed():
+        violations.append(f"a run after the recovery ended {after.state.type.value}")
+    for flow_run in runs:
+        state, times = flow_run.state, executions.get(str(flow_run.id), 0)
+        if not state.is_final():
+            outcome.lost += 1
+            violations.append(f"run {flow_run.name} left {state.type.value}")
+        elif state.is_completed():
+            outcome.completed += 1
+            if times == 0:
+                violations.append(f"run {flow_run.name} COMPLETED with no execution record")
+        elif state.is_crashed():
+            outcome.crashed += 1
+            if not cell.crashes:
+                violations.append(f"run {flow_run.name} CRASHED: {state.message}")
+            if not (state.message or "").strip():
+                violations.append(f"run {flow_run.name} CRASHED without a cause")
+            elif state.message not in outcome.crash_causes:
+                outcome.crash_causes.append(state.message)
+        else:
+            outcome.other_final += 1
+            violations.append(f"run {flow_run.name} ended {state.type.value}: {state.message}")
+        if times > 1:
+            outcome.duplicated += 1
+            violations.append(f"run {flow_run.name} executed {times} times")
+    violations.extend(_duplicated_scheduled_runs(api))
+    plan = subprocess.run(
+        [sys.executable, "-m", "deployments", "plan"],
+        env={**run.user.stack.env},
+        cwd=settings.REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if plan.returncode != 0:
+        violations.append(f"plan exits {plan.returncode}: {plan.stdout.strip()[-400:]}")
+    return outcome
+
+
+def _duplicated_scheduled_runs(api: SyncPrefectClient) -> list[str]:
+    deployment = api.read_deployment_by_name(SAY_HELLO)
+    scheduled = api.read_flow_runs(
+        deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment.id])),
+        # The scheduler's tag (prefect/server/models/deployments.py)
+        flow_run_filter=FlowRunFilter(tags=FlowRunFilterTags(all_=["auto-scheduled"])),
+        limit=200,
+    )
+    times = Counter(run.expected_start_time for run in scheduled)
+    return [f"{count} scheduled runs at {when}" for when, count in times.items() if count > 1]
+
+
+def supervised(user: UserStack, word: str) -> psutil.Process:
+    """The supervisor's child whose command line has `word` (the worker or the launcher)."""
+
+    def child():
+        try:
+            children = psutil.Process(user.stack.worker.pid).children()
+        except (psutil.NoSuchProcess, ValueError, TypeError):
+            return None
+        return next((c for c in children if word in " ".join(c.cmdline())), None)
+
+    return wait_until(child, 60, f"the supervised {word}")

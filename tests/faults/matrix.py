@@ -1,0 +1,163 @@
+"""The fault matrix: each cell is one fault, its expected outcome stated before it runs, and the
+figures its test measured. Every cell's test (tests/faults/test_*.py) writes its figures to
+results/faults/<cell>.json; `python -m tests.faults.matrix` renders them into
+docs/reliability.md, as `make faults` does after the tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import sys
+from dataclasses import asdict, dataclass, field
+
+from deployments import settings
+from tests.reports import RESULTS_DIR
+
+FAULTS_DIR = RESULTS_DIR / "faults"
+DOC = settings.REPO_ROOT / "docs" / "reliability.md"
+DOC_START, DOC_END = "<!-- make faults: start -->", "<!-- make faults: end -->"
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One fault and what must follow it. `crashes`: whether runs in flight may end CRASHED
+    (their process died); otherwise every run must complete."""
+
+    key: str
+    fault: str
+    expected: str
+    crashes: bool
+
+
+@dataclass
+class Outcome:
+    """What a cell's test measured over every run of its burst."""
+
+    cell: str
+    seed: int
+    fault_at_s: float  # after the burst was created
+    recovery_s: float  # from the fault until every run was final and the stack healthy
+    user_sees: str  # the explanation where the user looks first, as the test found it
+    runs: int = 0
+    completed: int = 0
+    crashed: int = 0
+    other_final: int = 0
+    lost: int = 0  # not final by the deadline
+    duplicated: int = 0  # executed more than once
+    crash_causes: list[str] = field(default_factory=list)  # the CRASHED runs' messages, once each
+    violations: list[str] = field(default_factory=list)
+
+    def write(self) -> None:
+        FAULTS_DIR.mkdir(parents=True, exist_ok=True)
+        (FAULTS_DIR / f"{self.cell}.json").write_text(json.dumps(asdict(self), indent=2) + "\n")
+        print(f"fault cell {self.cell}: {json.dumps(asdict(self))}")
+
+
+# `make up`'s stack (PostgreSQL, server, supervised worker with its warm launcher).
+LOCAL_CELLS = [
+    Cell(
+        "local-postgres",
+        "`kill -9` of PostgreSQL's postmaster",
+        "`make status` shows the database stopped; `make up` starts it again; the server "
+        "reconnects; every run reaches a final state, none twice",
+        crashes=True,
+    ),
+    Cell(
+        "local-server",
+        "`kill -9` of the Prefect server",
+        "`make status` shows the server stopped; `make up` starts it again; runs in flight "
+        "complete or are CRASHED by the zombie rule; none is left RUNNING, none runs twice",
+        crashes=True,
+    ),
+    Cell(
+        "local-supervisor",
+        "`kill -9` of the worker supervisor",
+        "`make status` names the orphans and says to run `make down`, then `make up`: "
+        "`make down` stops every one of them, `make up` starts a worker; the runs they had "
+        "are CRASHED, naming why; the rest complete",
+        crashes=True,
+    ),
+    Cell(
+        "local-worker",
+        "`kill -9` of `prefect worker`",
+        "the supervisor starts a new worker (its log says so); runs the launcher forked "
+        "complete (their output no longer reaches a worker, stack/launch.py); a run the worker "
+        "had taken but not started is CRASHED by crash-stuck-pending-flow-runs, naming it",
+        crashes=True,
+    ),
+    Cell(
+        "local-launcher",
+        "`kill -9` of the warm launcher",
+        "the supervisor restarts the launcher (its log says so); the runs it had forked end "
+        "with it (PR_SET_PDEATHSIG) and are CRASHED, naming their exit; later runs complete",
+        crashes=True,
+    ),
+    Cell(
+        "local-flow-run",
+        "`kill -9` of one forked flow-run process",
+        "that run is CRASHED with a message naming its exit; every other run completes",
+        crashes=True,
+    ),
+    Cell(
+        "local-worker-stopped",
+        "SIGSTOP of `prefect worker` for 60 s, then SIGCONT",
+        "the supervisor replaces the worker once it stays unhealthy (its log says so); runs the "
+        "launcher forked complete; a run the stopped worker had taken but not started is "
+        "CRASHED by crash-stuck-pending-flow-runs, naming it",
+        crashes=True,
+    ),
+]
+CELLS = {cell.key: cell for cell in LOCAL_CELLS}
+
+
+def render(outcomes: list[dict]) -> str:
+    rows = [
+        "| fault | expected | what the user sees | fault at | recovery | runs | completed "
+        "| crashed | lost | run twice | invariants |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for outcome in outcomes:
+        cell = CELLS[outcome["cell"]]
+        verdict = "hold" if not outcome["violations"] else "; ".join(outcome["violations"])
+        causes = "; ".join(f"*{_short(cause)}*" for cause in outcome.get("crash_causes", []))
+        crashed = f"{outcome['crashed']}" + (f": {causes}" if causes else "")
+        rows.append(
+            f"| {cell.fault} | {cell.expected} | {outcome['user_sees']} "
+            f"| {outcome['fault_at_s']:.1f} s | {outcome['recovery_s']:.0f} s "
+            f"| {outcome['runs']} | {outcome['completed']} | {crashed} "
+            f"| {outcome['lost']} | {outcome['duplicated']} | {verdict} |"
+        )
+    return "\n".join(rows)
+
+
+def _short(text: str, at_most: int = 110) -> str:
+    """A message on one line, cut at a word: table cells stay readable."""
+    line = " ".join(text.split()).replace("|", "/")
+    return line if len(line) <= at_most else line[:at_most].rsplit(" ", 1)[0] + " ..."
+
+
+def main() -> int:
+    found = {path.stem: json.loads(path.read_text()) for path in FAULTS_DIR.glob("*.json")}
+    missing = [key for key in CELLS if key not in found]
+    if missing:
+        print(f"no result for cells {missing}: run `make faults`", file=sys.stderr)
+        return 1
+    outcomes = [found[key] for key in CELLS]
+    machine = f"{os.cpu_count()} cores, Python {platform.python_version()}, {platform.machine()}"
+    seeds = sorted({outcome["seed"] for outcome in outcomes})
+    block = (
+        f"{DOC_START}\n`make faults` on {machine}, seed {', '.join(map(str, seeds))} "
+        f"(FAULT_SEED=<seed> repeats it); each cell: `make up`, a burst of "
+        f"{outcomes[0]['runs']} runs, the fault at a random moment, the recovery, the "
+        f"invariants, `make down`.\n\n{render(outcomes)}\n{DOC_END}"
+    )
+    text = DOC.read_text()
+    start, end = text.index(DOC_START), text.index(DOC_END) + len(DOC_END)
+    DOC.write_text(text[:start] + block + text[end:])
+    print(f"written: {DOC.relative_to(settings.REPO_ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
