@@ -131,6 +131,15 @@ def render(outcomes: list[dict]) -> str:
     return "\n".join(rows)
 
 
+def _unmeasured(found: dict) -> str:
+    """The cells whose test failed before it could measure: named, never left out silently."""
+    missing = [CELLS[key].fault for key in CELLS if key not in found]
+    if not missing:
+        return ""
+    names = ", ".join(missing)
+    return f"\nNot measured in this run (the test failed first; see its output): {names}.\n"
+
+
 def _short(text: str, at_most: int = 110) -> str:
     """A message on one line, cut at a word: table cells stay readable."""
     line = " ".join(text.split()).replace("|", "/")
@@ -139,18 +148,17 @@ def _short(text: str, at_most: int = 110) -> str:
 
 def main() -> int:
     found = {path.stem: json.loads(path.read_text()) for path in FAULTS_DIR.glob("*.json")}
-    missing = [key for key in CELLS if key not in found]
-    if missing:
-        print(f"no result for cells {missing}: run `make faults`", file=sys.stderr)
+    if not found:
+        print("no results in results/faults: run `make faults`", file=sys.stderr)
         return 1
-    outcomes = [found[key] for key in CELLS]
+    outcomes = [found[key] for key in CELLS if key in found]
     machine = f"{os.cpu_count()} cores, Python {platform.python_version()}, {platform.machine()}"
     seeds = sorted({outcome["seed"] for outcome in outcomes})
     block = (
         f"{DOC_START}\n`make faults` on {machine}, seed {', '.join(map(str, seeds))} "
         f"(FAULT_SEED=<seed> repeats it); each cell: `make up`, a burst of "
         f"{outcomes[0]['runs']} runs, the fault at a random moment, the recovery, the "
-        f"invariants, `make down`.\n\n{render(outcomes)}\n{DOC_END}"
+        f"invariants, `make down`.\n\n{render(outcomes)}\n{_unmeasured(found)}{DOC_END}"
     )
     text = DOC.read_text()
     start, end = text.index(DOC_START), text.index(DOC_END) + len(DOC_END)
