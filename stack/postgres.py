@@ -18,17 +18,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import secrets
 import shutil
 import subprocess
 import tempfile
+import time
 from pathlib import Path
+
+import psutil
 
 from stack.processes import free_port, proc_cmdline, process_is_running
 
 USER = DATABASE = "prefect"
+# How long `start` waits for what is left of a server that died to go (LocalDatabase).
+DEAD_SERVER_WAIT_S = 30.0
 
 
 def _as_postgres_user(argv: list[str]) -> list[str]:
@@ -94,6 +100,38 @@ class LocalDatabase:
         alive = pid and process_is_running(pid) and "postgres" in proc_cmdline(pid)
         return pid if alive else None
 
+    def _wait_for_a_dead_server(self) -> None:
+        """After a crash (`kill -9`, OOM), PostgreSQL refuses to start while the dead server's
+        process id still exists (a zombie not reaped yet: "lock file postmaster.pid already
+        exists") or its backends still hold the shared memory; both go within moments."""
+        lines = self._postmaster()
+        dead = int(lines[0]) if lines and lines[0].strip().isdigit() else None
+        deadline = time.monotonic() + DEAD_SERVER_WAIT_S
+        while time.monotonic() < deadline:
+            left = self._processes_in_data_dir()
+            if dead is not None and psutil.pid_exists(dead):
+                left.append(dead)
+            if not left:
+                return
+            time.sleep(0.2)
+        raise RuntimeError(
+            f"processes {left} of a PostgreSQL server that died still hold {self.data_dir} "
+            f"after {DEAD_SERVER_WAIT_S:.0f} s"
+        )
+
+    def _processes_in_data_dir(self) -> list[int]:
+        """The processes working in the data directory: a server's backends (as root, all
+        users' processes are seen; otherwise the user's own, which the server's are)."""
+        found = []
+        for process in psutil.process_iter():
+            with contextlib.suppress(psutil.Error):
+                if (
+                    process.status() != psutil.STATUS_ZOMBIE
+                    and Path(process.cwd()) == self.data_dir
+                ):
+                    found.append(process.pid)
+        return found
+
     @property
     def url(self) -> str:
         """The running server's address for Prefect: its Unix socket, no password."""
@@ -110,6 +148,7 @@ class LocalDatabase:
             )
         if self.pid:
             return
+        self._wait_for_a_dead_server()
         fresh = not (self.data_dir / "PG_VERSION").exists()
         if fresh:
             self.data_dir.mkdir(parents=True, mode=0o700, exist_ok=True)
