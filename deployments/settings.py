@@ -88,6 +88,9 @@ def _variable(name: str, default):
     return Field(default, validation_alias=name)
 
 
+# Prefect's own lease storage that survives a server restart (server_env).
+FILE_LEASE_STORAGE = "prefect.server.concurrency.lease_storage.filesystem"
+
 # Settings that must be whole numbers, with their least allowed value.
 _WHOLE_NUMBERS = {
     "server_port": 1,
@@ -251,7 +254,12 @@ class Settings(BaseSettings):
     def server_env(self) -> dict[str, str]:
         """The tuned server settings, as the server's environment."""
         return {
-            "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": str(self.slot_wait_seconds)
+            "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": str(self.slot_wait_seconds),
+            # The leases of concurrency slots (deployment limits, global limits such as
+            # squares-chunks) in files under PREFECT_HOME, not in the server's memory: a server
+            # that restarts forgets in-memory leases, and the slots they held are never freed.
+            # Several API replicas share theirs through Redis instead (docker-compose.yml, ha).
+            "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": FILE_LEASE_STORAGE,
         }
 
     def worker_env(self) -> dict[str, str]:

@@ -40,7 +40,10 @@ def test_defaults(clean_env) -> None:
         "PREFECT_WORKER_PREFETCH_SECONDS": "10",
         "FLOW_HEARTBEAT_SECONDS": "30",
     }
-    assert config.server_env() == {"PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": "5"}
+    assert config.server_env() == {
+        "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": "5",
+        "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": settings.FILE_LEASE_STORAGE,
+    }
     assert config.zombie_after_s == 90
     assert config.work_pool_name == "local-process"  # prefect.toml
     assert config.local_database == "postgres" and config.warm_launcher
