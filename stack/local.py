@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
@@ -25,7 +26,14 @@ import httpx
 
 from deployments import settings
 from stack.postgres import LocalDatabase
-from stack.processes import ManagedProcess, http_get, http_ok, poll_until, port_is_free
+from stack.processes import (
+    ManagedProcess,
+    csrf_headers,
+    http_get,
+    http_ok,
+    poll_until,
+    port_is_free,
+)
 
 PREFECT = str(Path(sys.executable).with_name("prefect"))  # the venv's CLI
 DATABASE_URL_ENV = "PREFECT_SERVER_DATABASE_CONNECTION_URL"
@@ -157,11 +165,7 @@ class LocalStack:
         READY pool may still show a worker that died a moment ago."""
         try:
             with httpx.Client(base_url=self.api_url, auth=self._http_auth, timeout=5) as http:
-                headers = {}
-                if self.auth_string:  # CSRF protection is on with auth: a POST needs a token
-                    client_id = "local-stack"
-                    token = http.get("/csrf-token", params={"client": client_id}).json()["token"]
-                    headers = {"Prefect-Csrf-Token": token, "Prefect-Csrf-Client": client_id}
+                headers = csrf_headers(http, "local-stack")
                 response = http.post(
                     f"/work_pools/{self.pool_name}/workers/filter",
                     json={"workers": {"last_heartbeat_time": {"after_": since.isoformat()}}},
@@ -419,7 +423,24 @@ def status_lines(stack: LocalStack) -> list[str]:
         database_pid = stack.local_database.pid
         lines.append(f"database: {f'running, pid {database_pid}' if database_pid else 'stopped'}")
     lines.append(_process_line(stack.worker, "running"))
+    lines.append(_disk_line(stack.state_dir))
     return lines
+
+
+# Below this, `make status` calls the disk under the state directory full: PostgreSQL, the
+# server's logs and the concurrency leases are written there.
+LOW_DISK_BYTES = 64 << 20
+
+
+def _disk_line(state_dir: Path) -> str:
+    try:
+        free = shutil.disk_usage(state_dir).free
+    except OSError:
+        return f"disk: {state_dir} not found"
+    line = f"disk: {free >> 20} MiB free under {state_dir}"
+    if free < LOW_DISK_BYTES:
+        line += "; FULL: the database and the server cannot write: free space, then `make up`"
+    return line
 
 
 def main(argv: list[str]) -> int:

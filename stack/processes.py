@@ -174,6 +174,15 @@ def http_get(url: str, timeout_s: float, auth: tuple[str, str] | None = None):
         return None
 
 
+def csrf_headers(http: httpx.Client, client_id: str) -> dict[str, str]:
+    """The headers a POST needs when the server has CSRF protection on (it does with basic auth,
+    as `make up` with PREFECT_AUTH=1 and the compose stack run it); none when it is off."""
+    response = http.get("/csrf-token", params={"client": client_id})
+    if response.status_code != 200:
+        return {}
+    return {"Prefect-Csrf-Token": response.json()["token"], "Prefect-Csrf-Client": client_id}
+
+
 def http_ok(url: str, timeout_s: float, auth: tuple[str, str] | None = None) -> bool:
     """Whether GET `url` answers 200 within `timeout_s`: the readiness probe of the server
     (`/api/ready`) and of a worker (`/health`)."""

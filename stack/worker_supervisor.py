@@ -19,6 +19,10 @@ flow-run processes, the supervisor keeps it until they end, for at most RESTART_
 A run whose process is ended that way can be left RUNNING or PENDING until the zombie automation
 marks it CRASHED. SIGTERM or SIGINT stops the worker and the supervisor.
 
+Every SWEEP_EVERY_S, while the server answers, it marks CRASHED the runs of its pool left PENDING
+for longer than the zombie window (stack/stuck_runs.py): a worker that stops between taking a run
+and starting it leaves one that no worker looks at again.
+
 Next to a process worker it runs the warm launcher (stack/launcher.py) on a socket in a private
 temporary directory, named to the worker as FLOW_LAUNCHER_SOCKET, restarts it when it exits and
 stops it after the worker. WARM_LAUNCHER=0 runs the worker alone: its runs then start cold.
@@ -36,10 +40,13 @@ import tempfile
 import time
 from pathlib import Path
 
+import httpx
+
 from deployments import settings
 from stack.launch import SOCKET_ENV
 from stack.local import PREFECT
 from stack.processes import http_ok, live_children, port_is_free, terminate_then_kill
+from stack.stuck_runs import crash_stuck_pending
 
 CHECK_EVERY_S = 5.0
 # A worker needs a few seconds to import Prefect and bind its endpoint.
@@ -50,6 +57,8 @@ SERVER_READY_TIMEOUT_S = 10.0
 # An unhealthy worker whose flow runs never end is restarted after all, this long after it turned
 # unhealthy: a hung worker no longer drains their output pipes, so they may block on logging.
 RESTART_WITH_RUNS_AFTER_S = 600.0
+# How often it looks for runs its pool's workers took and never started.
+SWEEP_EVERY_S = 30.0
 # After an early exit (server unreachable, bad pool name) wait longer each time, up to this.
 MAX_BACKOFF_S = 30.0
 
@@ -87,6 +96,13 @@ class Supervisor:
         self.launcher_started_at = 0.0
         self.stopping = False
         self.restarts = 0
+        # Process pools only: a Docker worker's run stays PENDING while its image is pulled.
+        self.pool_name = (
+            option_value(worker_args, "--pool", "-p") if runs_processes(worker_args) else None
+        )
+        self.auth_string = os.environ.get("PREFECT_API_AUTH_STRING")
+        self.zombie_after_s = config.zombie_after_s
+        self.swept_at = 0.0
 
     def keep_launcher(self) -> None:
         """Start the launcher, or start it again when it exited: at once after a long life, ever
@@ -111,6 +127,22 @@ class Supervisor:
             terminate_then_kill(self.launcher, settings.STOP_TIMEOUT_S)
         if self.launcher_dir is not None:
             shutil.rmtree(self.launcher_dir, ignore_errors=True)
+
+    def sweep_stuck_runs(self) -> None:
+        """Every SWEEP_EVERY_S: crash the pool's runs left PENDING (stack/stuck_runs.py)."""
+        now = time.monotonic()
+        if not (self.api_url and self.pool_name) or now - self.swept_at < SWEEP_EVERY_S:
+            return
+        self.swept_at = now
+        try:
+            crashed = crash_stuck_pending(
+                self.api_url, self.auth_string, self.pool_name, self.zombie_after_s
+            )
+        except (httpx.HTTPError, ValueError, KeyError) as exc:
+            log(f"could not look for runs left PENDING: {exc!r}")
+            return
+        if crashed:
+            log(f"marked CRASHED, left PENDING by a worker that stopped: {', '.join(crashed)}")
 
     def start_worker(self) -> None:
         self.worker = subprocess.Popen(self.command, stdin=subprocess.DEVNULL, env=self.env)
@@ -139,6 +171,7 @@ class Supervisor:
         deferred = False  # said once per unhealthy spell that the worker is kept for its runs
         while not self.stopping:
             self.keep_launcher()
+            self.sweep_stuck_runs()
             code = self.worker.poll()
             if code is not None:
                 return f"worker exited with code {code}"
@@ -193,6 +226,17 @@ class Supervisor:
         self.stop_launcher()
         log(f"stopped (worker exit code {code})")
         return 0
+
+
+def option_value(args: list[str], *names: str) -> str | None:
+    """The value of the option `names` (`--pool NAME` or `--pool=NAME`) in `args`."""
+    for index, arg in enumerate(args):
+        if arg in names and index + 1 < len(args):
+            return args[index + 1]
+        for name in names:
+            if arg.startswith(f"{name}="):
+                return arg.split("=", 1)[1]
+    return None
 
 
 def runs_processes(worker_args: list[str]) -> bool:
