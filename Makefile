@@ -6,6 +6,7 @@ PY := $(VENV)/bin/python
 # busy; the reliability scenarios time fault windows and get two.
 TEST_WORKERS ?= 3
 RELIABILITY_WORKERS ?= 2
+FAULT_WORKERS ?= 3
 # uv installs the lock file; bootstrapped with pip when the machine has none.
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 export DO_NOT_TRACK := 1
@@ -71,11 +72,12 @@ reliability: $(VENV)/.synced  ## the long reliability scenarios (CI runs them af
 # The fault matrix: per cell `make up`, a burst of the product's runs, one fault at a seeded random
 # moment (the seed is printed; FAULT_SEED=<seed> repeats it), the invariants over every run, then
 # `make down`, which must leave nothing; tests/faults/matrix.py writes docs/reliability.md's table.
-# Two xdist workers, a file each: a file's cells share a state directory, one after the other.
+# Every cell has a state directory (and database) of its own, so three xdist workers take any
+# cell: most of a cell is waiting out its fault and the recovery.
 faults: $(VENV)/.synced  ## the fault matrix; writes its table into docs/reliability.md
 	scripts/install-test-tools
 	rm -rf results/faults
-	$(PYTEST) -n 2 --dist loadfile -m faults tests/faults
+	$(PYTEST) -n $(FAULT_WORKERS) --dist load -m faults tests/faults
 	$(PY) -m tests.faults.matrix
 
 soak: $(VENV)/.synced  ## 300 runs through 2 workers on PostgreSQL

@@ -46,6 +46,10 @@ from flows.squares_input import (
 # and the global concurrency limit every chunk task holds a slot of while it squares.
 CHUNK_SIZE_VARIABLE = "squares_chunk_size"
 CHUNK_LIMIT = "squares-chunks"
+# A chunk's slot is leased for this long and renewed while the chunk squares. When its process is
+# killed, the server frees the slot once the lease runs out: with Prefect's 300 s, every other
+# range run waited five minutes. 60 s is the least the server accepts.
+SLOT_LEASE_S = 60
 
 # Inputs at least this long get a progress bar in the UI, updated about PROGRESS_STEPS times.
 PROGRESS_MIN_TASKS = 50
@@ -77,7 +81,8 @@ def square_chunk(
 ) -> ChunkedSquares:
     """Square one chunk of numbers (a ChunkedSquares, which Prefect does not walk), holding a
     slot of the global concurrency limit `concurrency_limit` while it does, when one is given."""
-    with concurrency(concurrency_limit, occupy=1) if concurrency_limit else nullcontext():
+    slot = concurrency(concurrency_limit, occupy=1, lease_duration=SLOT_LEASE_S)
+    with slot if concurrency_limit else nullcontext():
         return ChunkedSquares([square_numbers(numbers)])
 
 

@@ -156,16 +156,6 @@ class CellRun:
     def injected(self) -> None:
         self.fault_at = time.monotonic()
 
-    def running_pids(self) -> dict[UUID, int]:
-        """Burst runs RUNNING now, with the process id the worker recorded."""
-        pids = {}
-        for run in self.api.read_flow_runs(
-            flow_run_filter=_ids_filter(self.run_ids), limit=len(self.run_ids)
-        ):
-            if run.state and run.state.is_running() and run.infrastructure_pid:
-                pids[run.id] = int(run.infrastructure_pid.rsplit(":", 1)[-1])
-        return pids
-
 
 def _ids_filter(ids: list[UUID]) -> FlowRunFilter:
     return FlowRunFilter(id=FlowRunFilterId(any_=ids))

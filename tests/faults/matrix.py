@@ -108,7 +108,18 @@ LOCAL_CELLS = [
         crashes=True,
     ),
 ]
-CELLS = {cell.key: cell for cell in LOCAL_CELLS}
+DISK_CELLS = [
+    Cell(
+        "local-disk-full",
+        "the disk under `.prefect-local/` full for 30 s, then freed",
+        "`make status` says FULL; requests that write fail meanwhile; once it is freed, `make "
+        "up` brings back what stopped; every run reaches a final state, none twice. Known to "
+        "fail: a concurrency slot taken while the disk is full can stay taken (Prefect commits "
+        "the slot before it stores its lease), and range runs waiting for it stay RUNNING",
+        crashes=True,
+    ),
+]
+CELLS = {cell.key: cell for cell in LOCAL_CELLS + DISK_CELLS}
 
 
 def render(outcomes: list[dict]) -> str:

@@ -1,6 +1,6 @@
 """Fault-matrix cells on the server's side of `make up`'s stack (tests/faults/matrix.py):
-PostgreSQL and the server killed, the worker stopped for a minute. The cells share one state
-directory, one after the other: each starts with `make up` and ends with `make down`."""
+PostgreSQL and the server killed, the worker stopped for a minute. Each cell has a state
+directory of its own (a fresh database): damage one cell leaves never counts against the next."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from tests.faults.test_worker_faults import log_size, supervisor_says
 STOPPED_S = 60
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def user(tmp_path_factory) -> UserStack:
     return new_user_stack(tmp_path_factory)
 

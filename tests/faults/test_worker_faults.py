@@ -1,6 +1,6 @@
 """Fault-matrix cells on the worker's side of `make up`'s stack (tests/faults/matrix.py): the
-worker, its warm launcher, one forked flow-run process, the supervisor. The cells share one state
-directory, one after the other: each starts with `make up` and ends with `make down`."""
+worker, its warm launcher, one forked flow-run process, the supervisor. Each cell has a state
+directory of its own (a fresh database): damage one cell leaves never counts against the next."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ import signal
 import psutil
 import pytest
 
-from tests.faults.harness import UserStack, cell_run, new_user_stack, supervised
+from tests.faults.harness import SQUARES, UserStack, cell_run, new_user_stack, supervised
 from tests.faults.matrix import CELLS
 from tests.live_stack import wait_until
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def user(tmp_path_factory) -> UserStack:
     return new_user_stack(tmp_path_factory)
 
@@ -53,18 +53,37 @@ def test_killed_launcher(user: UserStack) -> None:
         run.user_sees = "worker log: " + supervisor_says(user, since, "launcher exited with code")
 
 
+def forked_squares_run(user: UserStack, run) -> tuple[str, psutil.Process] | None:
+    """A compute-squares run RUNNING now in a process the launcher forked (seconds of work left,
+    so the kill lands mid-run): its flow run id and that process, found by the execution record
+    the process wrote (`<flow run id>.<pid>`)."""
+    launcher = supervised(user, "stack.launcher")
+    forked = {child.pid: child for child in launcher.children()}
+    squares = run.api.read_deployment_by_name(SQUARES).id
+    for record in user.records.iterdir():
+        run_id, pid = record.name.split(".", 1)
+        if int(pid) not in forked:
+            continue
+        flow_run = run.api.read_flow_run(run_id)
+        if flow_run.deployment_id == squares and flow_run.state.is_running():
+            return run_id, forked[int(pid)]
+    return None
+
+
 def test_killed_flow_run(user: UserStack) -> None:
     with cell_run(user, CELLS["local-flow-run"]) as run:
         run.wait_for_fault_moment()
-        victim, pid = next(iter(wait_until(run.running_pids, 60, "a run in flight").items()))
-        psutil.Process(pid).send_signal(signal.SIGKILL)
+        victim, process = wait_until(
+            lambda: forked_squares_run(user, run), 120, "a forked compute-squares run"
+        )
+        process.send_signal(signal.SIGKILL)
         run.injected()
 
-        def crashed():
+        def ended():
             state = run.api.read_flow_run(victim).state
             return state if state.is_final() else None
 
-        state = wait_until(crashed, 300, "the killed run to reach a final state")
+        state = wait_until(ended, 300, "the killed run to reach a final state")
         assert state.is_crashed(), state
         run.user_sees = f"run state: CRASHED, {state.message}"
 
