@@ -22,13 +22,14 @@ from pathlib import Path
 
 import yaml
 
+from bench.doc_block import write_block
 from deployments import settings
 from stack.local import LocalStack
 from stack.processes import free_port
 
 TARGETS_S = {"plan": 15.0, "no-op apply": 20.0}
 REPEATS = 3
-DOC_START, DOC_END = "<!-- bench.plan_scale: start -->", "<!-- bench.plan_scale: end -->"
+DOC_BLOCK = "bench.plan_scale"  # docs/performance.md's generated part (bench/doc_block.py)
 
 
 def scaled_prefect_yaml(directory: Path, count: int) -> Path:
@@ -106,14 +107,12 @@ def render(figures: dict) -> str:
 
 
 def write_docs(figures: dict, machine: str) -> None:
-    doc = settings.REPO_ROOT / "docs" / "performance.md"
-    block = (
-        f"{DOC_START}\n`python -m bench.plan_scale {figures['deployments']}` on {machine}, "
-        f"embedded {figures['database']}:\n\n{render(figures)}\n{DOC_END}"
+    write_block(
+        settings.REPO_ROOT / "docs" / "performance.md",
+        DOC_BLOCK,
+        f"`python -m bench.plan_scale {figures['deployments']}` on {machine}, "
+        f"embedded {figures['database']}:\n\n{render(figures)}",
     )
-    text = doc.read_text()
-    start, end = text.index(DOC_START), text.index(DOC_END) + len(DOC_END)
-    doc.write_text(text[:start] + block + text[end:])
 
 
 def main(argv: list[str]) -> int:

@@ -26,6 +26,7 @@ from pathlib import Path
 from prefect.client.orchestration import SyncPrefectClient
 
 from bench import measures, plan_scale
+from bench.doc_block import write_block
 from bench.plot import draw
 from bench.reasons import unmet_targets
 from bench.stacks import (
@@ -58,7 +59,7 @@ SIZES = {
 }
 RESULTS_DIR = settings.REPO_ROOT / "results"
 PERFORMANCE_DOC = settings.REPO_ROOT / "docs" / "performance.md"
-DOC_START, DOC_END = "<!-- make bench: start -->", "<!-- make bench: end -->"
+DOC_BLOCK = "make bench"  # docs/performance.md's generated part (bench/doc_block.py)
 
 
 def measure_variant(variant: str, size_name: str, root: Path, figures: dict, save) -> None:
@@ -243,15 +244,14 @@ def write_docs(results: dict, png: Path) -> None:
     """Put the run's table, machine and reasons between the markers of docs/performance.md,
     and its plot at docs/bench.png."""
     reasons = "".join(f"- {reason}\n" for reason in results["unmet"]) or "Every target met.\n"
-    block = (
-        f"{DOC_START}\n`make bench` on {results['machine']}, "
+    write_block(
+        PERFORMANCE_DOC,
+        DOC_BLOCK,
+        f"`make bench` on {results['machine']}, "
         f"{results['size']['latency_runs']} sequential runs and "
         f"{results['size']['throughput_runs']} at once per stack:\n\n{results['table']}\n\n"
-        f"Targets not met, and why (measured in the same run):\n\n{reasons}{DOC_END}"
+        f"Targets not met, and why (measured in the same run):\n\n{reasons}",
     )
-    text = PERFORMANCE_DOC.read_text()
-    start, end = text.index(DOC_START), text.index(DOC_END) + len(DOC_END)
-    PERFORMANCE_DOC.write_text(text[:start] + block + text[end:])
     shutil.copyfile(png, PERFORMANCE_DOC.with_name("bench.png"))
 
 

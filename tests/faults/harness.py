@@ -276,3 +276,24 @@ def supervised(user: UserStack, word: str) -> psutil.Process:
         return next((c for c in children if word in " ".join(c.cmdline())), None)
 
     return wait_until(child, 60, f"the supervised {word}")
+
+
+def signal_supervised(run: CellRun, word: str, signum: int) -> tuple[psutil.Process, int]:
+    """At the fault's moment, send `signum` to the supervisor's child named by `word`; that
+    child, and the size of the supervisor's log before it (for supervisor_says)."""
+    child = supervised(run.user, word)
+    run.wait_for_fault_moment()
+    since = run.user.stack.worker.log_path.stat().st_size
+    child.send_signal(signum)
+    run.injected()
+    return child, since
+
+
+def supervisor_says(user: UserStack, since: int, words: str) -> str:
+    """The first line the supervisor logged after byte `since` that contains `words`."""
+
+    def line():
+        text = user.stack.worker.log_path.read_bytes()[since:].decode(errors="replace")
+        return next((ln for ln in text.splitlines() if words in ln), None)
+
+    return wait_until(line, 120, f"the supervisor to log {words!r}")

@@ -11,12 +11,13 @@ import platform
 import sys
 from dataclasses import asdict, dataclass, field
 
+from bench.doc_block import write_block
 from deployments import settings
 from tests.reports import RESULTS_DIR
 
 FAULTS_DIR = RESULTS_DIR / "faults"
 DOC = settings.REPO_ROOT / "docs" / "reliability.md"
-DOC_START, DOC_END = "<!-- make faults: start -->", "<!-- make faults: end -->"
+DOC_BLOCK = "make faults"  # its generated part (bench/doc_block.py)
 
 
 @dataclass(frozen=True)
@@ -165,15 +166,14 @@ def main() -> int:
     outcomes = [found[key] for key in CELLS if key in found]
     machine = f"{os.cpu_count()} cores, Python {platform.python_version()}, {platform.machine()}"
     seeds = sorted({outcome["seed"] for outcome in outcomes})
-    block = (
-        f"{DOC_START}\n`make faults` on {machine}, seed {', '.join(map(str, seeds))} "
+    write_block(
+        DOC,
+        DOC_BLOCK,
+        f"`make faults` on {machine}, seed {', '.join(map(str, seeds))} "
         f"(FAULT_SEED=<seed> repeats it); each cell: `make up`, a burst of "
         f"{outcomes[0]['runs']} runs, the fault at a random moment, the recovery, the "
-        f"invariants, `make down`.\n\n{render(outcomes)}\n{_unmeasured(found)}{DOC_END}"
+        f"invariants, `make down`.\n\n{render(outcomes)}\n{_unmeasured(found)}",
     )
-    text = DOC.read_text()
-    start, end = text.index(DOC_START), text.index(DOC_END) + len(DOC_END)
-    DOC.write_text(text[:start] + block + text[end:])
     print(f"written: {DOC.relative_to(settings.REPO_ROOT)}")
     return 0
 

@@ -10,9 +10,14 @@ import time
 import psutil
 import pytest
 
-from tests.faults.harness import UserStack, cell_run, new_user_stack, supervised
+from tests.faults.harness import (
+    UserStack,
+    cell_run,
+    new_user_stack,
+    signal_supervised,
+    supervisor_says,
+)
 from tests.faults.matrix import CELLS
-from tests.faults.test_worker_faults import log_size, supervisor_says
 
 STOPPED_S = 60
 
@@ -53,11 +58,7 @@ def test_killed_server(user: UserStack) -> None:
 
 def test_stopped_worker(user: UserStack) -> None:
     with cell_run(user, CELLS["local-worker-stopped"]) as run:
-        worker = supervised(user, "worker start")
-        run.wait_for_fault_moment()
-        since = log_size(user)
-        worker.send_signal(signal.SIGSTOP)
-        run.injected()
+        worker, since = signal_supervised(run, "worker start", signal.SIGSTOP)
         try:
             run.user_sees = "worker log: " + supervisor_says(user, since, "worker unhealthy")
             time.sleep(max(0.0, run.fault_at + STOPPED_S - time.monotonic()))

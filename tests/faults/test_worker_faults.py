@@ -9,7 +9,15 @@ import signal
 import psutil
 import pytest
 
-from tests.faults.harness import SQUARES, UserStack, cell_run, new_user_stack, supervised
+from tests.faults.harness import (
+    SQUARES,
+    UserStack,
+    cell_run,
+    new_user_stack,
+    signal_supervised,
+    supervised,
+    supervisor_says,
+)
 from tests.faults.matrix import CELLS
 from tests.live_stack import wait_until
 
@@ -19,37 +27,15 @@ def user(tmp_path_factory) -> UserStack:
     return new_user_stack(tmp_path_factory)
 
 
-def supervisor_says(user: UserStack, since: int, words: str) -> str:
-    """The first line the supervisor logged after byte `since` that contains `words`."""
-
-    def line():
-        text = user.stack.worker.log_path.read_bytes()[since:].decode(errors="replace")
-        return next((ln for ln in text.splitlines() if words in ln), None)
-
-    return wait_until(line, 120, f"the supervisor to log {words!r}")
-
-
-def log_size(user: UserStack) -> int:
-    return user.stack.worker.log_path.stat().st_size
-
-
 def test_killed_worker(user: UserStack) -> None:
     with cell_run(user, CELLS["local-worker"]) as run:
-        worker = supervised(user, "worker start")
-        run.wait_for_fault_moment()
-        since = log_size(user)
-        worker.send_signal(signal.SIGKILL)
-        run.injected()
+        since = signal_supervised(run, "worker start", signal.SIGKILL)[1]
         run.user_sees = "worker log: " + supervisor_says(user, since, "worker exited with code")
 
 
 def test_killed_launcher(user: UserStack) -> None:
     with cell_run(user, CELLS["local-launcher"]) as run:
-        launcher = supervised(user, "stack.launcher")
-        run.wait_for_fault_moment()
-        since = log_size(user)
-        launcher.send_signal(signal.SIGKILL)
-        run.injected()
+        since = signal_supervised(run, "stack.launcher", signal.SIGKILL)[1]
         run.user_sees = "worker log: " + supervisor_says(user, since, "launcher exited with code")
 
 
