@@ -19,9 +19,9 @@ flow-run processes, the supervisor keeps it until they end, for at most RESTART_
 A run whose process is ended that way can be left RUNNING or PENDING until the zombie automation
 marks it CRASHED. SIGTERM or SIGINT stops the worker and the supervisor.
 
-Every SWEEP_EVERY_S, while the server answers, it marks CRASHED the runs of its pool that nothing
-will end (stack/stuck_runs.py): left PENDING by a worker that stopped before starting them, or
-RUNNING while their process on this machine is gone, for longer than the zombie window.
+Every SWEEP_EVERY_S, while the server answers, it marks CRASHED the runs of its pool left PENDING
+for longer than the zombie window by a worker that stopped before starting them
+(stack/stuck_runs.py).
 
 Next to a process worker it runs the warm launcher (stack/launcher.py) on a socket in a private
 temporary directory, named to the worker as FLOW_LAUNCHER_SOCKET, restarts it when it exits and
@@ -129,7 +129,7 @@ class Supervisor:
             shutil.rmtree(self.launcher_dir, ignore_errors=True)
 
     def sweep_stuck_runs(self) -> None:
-        """Every SWEEP_EVERY_S: crash the pool's runs nothing will end (stack/stuck_runs.py)."""
+        """Every SWEEP_EVERY_S: crash the pool's runs left PENDING (stack/stuck_runs.py)."""
         now = time.monotonic()
         if not (self.api_url and self.pool_name) or now - self.swept_at < SWEEP_EVERY_S:
             return
@@ -142,7 +142,7 @@ class Supervisor:
             log(f"could not look for runs left behind: {exc!r}")
             return
         if crashed:
-            log(f"marked CRASHED, left PENDING or RUNNING with no process: {', '.join(crashed)}")
+            log(f"marked CRASHED, left PENDING by a worker that stopped: {', '.join(crashed)}")
 
     def start_worker(self) -> None:
         self.worker = subprocess.Popen(self.command, stdin=subprocess.DEVNULL, env=self.env)
