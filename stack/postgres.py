@@ -91,12 +91,16 @@ class LocalDatabase:
         except OSError:
             return []
 
+    def _recorded_pid(self) -> int | None:
+        """The process id data/postmaster.pid names, running or not."""
+        lines = self._postmaster()
+        return int(lines[0]) if lines and lines[0].strip().isdigit() else None
+
     @property
     def pid(self) -> int | None:
         """The running server's process id, from data/postmaster.pid (a file left by a server
         that died, whose pid another program now has, names none)."""
-        lines = self._postmaster()
-        pid = int(lines[0]) if lines and lines[0].strip().isdigit() else None
+        pid = self._recorded_pid()
         alive = pid and process_is_running(pid) and "postgres" in proc_cmdline(pid)
         return pid if alive else None
 
@@ -104,8 +108,7 @@ class LocalDatabase:
         """After a crash (`kill -9`, OOM), PostgreSQL refuses to start while the dead server's
         process id still exists (a zombie not reaped yet: "lock file postmaster.pid already
         exists") or its backends still hold the shared memory; both go within moments."""
-        lines = self._postmaster()
-        dead = int(lines[0]) if lines and lines[0].strip().isdigit() else None
+        dead = self._recorded_pid()
         deadline = time.monotonic() + DEAD_SERVER_WAIT_S
         while time.monotonic() < deadline:
             left = self._processes_in_data_dir()

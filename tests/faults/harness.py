@@ -141,8 +141,7 @@ class CellRun:
         self.user = user
         self.cell = cell
         self.api = api
-        self.rng = random.Random(f"{SEED}:{cell.key}")
-        self.fault_after_s = self.rng.uniform(*FAULT_WINDOW_S)
+        self.fault_after_s = random.Random(f"{SEED}:{cell.key}").uniform(*FAULT_WINDOW_S)
         self.run_ids: list[UUID] = []
         self.burst_at = 0.0
         self.fault_at: float | None = None
@@ -240,14 +239,7 @@ def _settle_and_check(run: CellRun) -> Outcome:
             outcome.duplicated += 1
             violations.append(f"run {flow_run.name} executed {times} times")
     violations.extend(_duplicated_scheduled_runs(api))
-    plan = subprocess.run(
-        [sys.executable, "-m", "deployments", "plan"],
-        env={**run.user.stack.env},
-        cwd=settings.REPO_ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    plan = run.user.stack.run_cli(sys.executable, "-m", "deployments", "plan", check=False)
     if plan.returncode != 0:
         violations.append(f"plan exits {plan.returncode}: {plan.stdout.strip()[-400:]}")
     return outcome
