@@ -69,15 +69,18 @@ reliability: $(VENV)/.synced  ## the long reliability scenarios (CI runs them af
 	SOAK_RUNS=50 SOAK_WORKERS=3 $(PYTEST) -n $(RELIABILITY_WORKERS) --dist loadfile \
 		-m reliability tests/reliability
 
-# The fault matrix: per cell `make up`, a burst of the product's runs, one fault at a seeded random
-# moment (the seed is printed; FAULT_SEED=<seed> repeats it), the invariants over every run, then
-# `make down`, which must leave nothing; tests/faults/matrix.py writes docs/reliability.md's table.
-# Every cell has a state directory (and database) of its own, so three xdist workers take any
-# cell: most of a cell is waiting out its fault and the recovery.
+# The fault matrix: per cell a stack, a burst of the product's runs, one fault at a seeded random
+# moment (the seed is printed; FAULT_SEED=<seed> repeats it), the recovery, the invariants over
+# every run, then `make down`, which must leave nothing; tests/faults/matrix.py writes
+# docs/reliability.md's table. Every `make up` cell has a state directory (and database) of its
+# own, so any xdist worker takes it: most of a cell is waiting out its fault and the recovery. The
+# compose cells of a profile share one stack, on one worker (their xdist group). Needs root and
+# the Docker engine (scripts/install-docker).
 faults: $(VENV)/.synced  ## the fault matrix; writes its table into docs/reliability.md
 	scripts/install-test-tools
+	scripts/install-docker
 	rm -rf results/faults
-	$(PYTEST) -n $(FAULT_WORKERS) --dist load -m faults tests/faults
+	$(PYTEST) -n $(FAULT_WORKERS) --dist loadgroup -m faults tests/faults
 	$(PY) -m tests.faults.matrix
 
 soak: $(VENV)/.synced  ## 300 runs through 2 workers on PostgreSQL

@@ -55,6 +55,7 @@ HEALTH_PORT_ENV = "PREFECT_WORKER_WEBSERVER_PORT"  # Prefect's own: the worker r
 IMAGE_TAG_ENV = "FLOW_IMAGE_TAG"
 SOURCE_ENV = "DEPLOYMENTS_SOURCE"
 HEARTBEAT_ENV = "FLOW_HEARTBEAT_SECONDS"
+PROCESSES_DIR_ENV = "FLOW_RUN_PROCESSES_DIR"
 
 # Nothing may call out: the SDK honours DO_NOT_TRACK, the server its analytics setting.
 NO_TELEMETRY_ENV = {
@@ -108,7 +109,7 @@ _AT_MOST = {"flow_heartbeat_seconds": 240}
 # Settings that may be fractions of a second, with their least allowed value.
 _SECONDS = {"worker_query_seconds": 0.1}
 # Switches: the value that turns each on; 0, false or empty turn it off, anything else is refused.
-_SWITCHES = {"auth": "1", "bench_resume": "1", "warm_launcher": "1"}
+_SWITCHES = {"auth": "1", "bench_resume": "1", "warm_launcher": "1", "local_worker": "1"}
 
 
 class Settings(BaseSettings):
@@ -150,6 +151,9 @@ class Settings(BaseSettings):
     # The supervisor runs the warm launcher (stack/launcher.py) next to a process worker, so a
     # run forks an imported Prefect instead of importing it again; 0 starts every run cold.
     warm_launcher: bool = _variable("WARM_LAUNCHER", True)
+    # `make up` runs a supervised worker on this machine; 0: the server, database and deployments
+    # only, for workers that run elsewhere (`python -m stack worker` on another machine).
+    local_worker: bool = _variable("LOCAL_WORKER", True)
     # Zombie detection (prefect.yaml's automation crash-zombie-flow-runs): every flow-run
     # process sends a heartbeat event this often (stack/flow_run.py, in place of Prefect's
     # own, whose minimum is 30 s). At most 240: each beat names the one before it, which Prefect
@@ -159,6 +163,11 @@ class Settings(BaseSettings):
     # `<flow run id>.<pid>`, as it starts (stack/flow_run.py): a record of how often each run
     # really executed, which the fault matrix (tests/faults) counts. Unset: nothing is written.
     flow_run_record_dir: Path | None = _variable("FLOW_RUN_RECORD_DIR", None)
+    # Where each flow-run process of a process pool records itself while it runs (stack/
+    # stuck_runs.py), so that the worker supervisor can crash a run whose process is gone
+    # without a final state. The supervisor sets it for its worker: unset, PREFECT_HOME's
+    # flow-run-processes.
+    flow_run_processes_dir: Path | None = _variable(PROCESSES_DIR_ENV, None)
     # A run held back by a deployment concurrency limit (collision strategy ENQUEUE) is
     # rescheduled this far ahead; Prefect's 30 s leaves a freed slot idle for up to 30 s.
     slot_wait_seconds: int = _variable(

@@ -24,6 +24,8 @@ import os
 import runpy
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
@@ -98,16 +100,34 @@ def run_engine(argv: list[str]) -> None:
 
     from deployments import settings
 
+    config = settings.current()
     flow_run_id = argv[0] if argv else os.environ.get("PREFECT__FLOW_RUN_ID", "")
-    record_execution(settings.current().flow_run_record_dir, flow_run_id)
+    record_execution(config.flow_run_record_dir, flow_run_id)
     sys.argv = [prefect.engine.__file__, *argv]
     # Two sources of heartbeats, one of them unordered, would undo the order.
     no_prefect_heartbeats = temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
-    beats = Heartbeats(flow_run_id, settings.current().flow_heartbeat_seconds)
-    with beats, no_prefect_heartbeats:
+    beats = Heartbeats(flow_run_id, config.flow_heartbeat_seconds)
+    with recorded_process(config, flow_run_id), beats, no_prefect_heartbeats:
         # run_path, not run_module: a warm launcher has imported prefect.engine already, and
         # this runs its `__main__` block afresh, as `python -m prefect.engine` does.
         runpy.run_path(prefect.engine.__file__, run_name="__main__")
+
+
+@contextmanager
+def recorded_process(config, flow_run_id: str) -> Iterator[None]:
+    """This process recorded as the run's in FLOW_RUN_PROCESSES_DIR while the engine runs
+    (stack/stuck_runs.py), when the supervisor set it. The record is removed only when the
+    engine returns: a process ended by a signal or an error may not have reported the run's end
+    (killed by the launcher's exit, say), and the supervisor's sweep, once the process is gone,
+    crashes the run if it is not final, then forgets the record."""
+    if config.flow_run_processes_dir is None or not (flow_run_id and config.api_url):
+        yield
+        return
+    from stack.stuck_runs import record_process
+
+    path = record_process(config.flow_run_processes_dir, flow_run_id, config.api_url)
+    yield
+    path.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

@@ -160,9 +160,9 @@ class LocalStack:
             and response.json().get("status") == "READY"
         )
 
-    def worker_polled_since(self, since: datetime) -> bool:
-        """Whether the stack's own worker (WORKER_NAME) has polled the pool since `since`: a
-        READY pool may still show a worker that died a moment ago."""
+    def worker_polled_since(self, since: datetime, name: str = WORKER_NAME) -> bool:
+        """Whether the worker `name` (the stack's own by default) has polled the pool since
+        `since`: a READY pool may still show a worker that died a moment ago."""
         try:
             with httpx.Client(base_url=self.api_url, auth=self._http_auth, timeout=5) as http:
                 headers = csrf_headers(http, "local-stack")
@@ -174,7 +174,7 @@ class LocalStack:
         except (httpx.HTTPError, ValueError, KeyError):
             return False
         return response.status_code == 200 and any(
-            worker.get("name") == WORKER_NAME for worker in response.json()
+            worker.get("name") == name for worker in response.json()
         )
 
     # -- steps ----------------------------------------------------------------------------
@@ -377,13 +377,19 @@ def _database_line(stack: LocalStack) -> str:
     return "PostgreSQL at PREFECT_SERVER_DATABASE_CONNECTION_URL"
 
 
+def _worker_words(stack: LocalStack) -> str:
+    if stack.config.local_worker:
+        return "one process worker"
+    return "no worker here (LOCAL_WORKER=0): start one with `python -m stack.worker_supervisor`"
+
+
 def _print_ready(stack: LocalStack) -> None:
     print(
         f"""
 Prefect is running.
   UI:        {stack.ui_url}
   API:       {stack.api_url}
-  Work pool: {stack.pool_name} (one process worker)
+  Work pool: {stack.pool_name} ({_worker_words(stack)})
   Database:  {_database_line(stack)}
   Logs:      {stack.server.log_path.parent}/
 
@@ -454,7 +460,7 @@ def main(argv: list[str]) -> int:
     stack = LocalStack(auth_string=auth_string, config=config)
     if command == "up":
         try:
-            stack.up()
+            stack.up(with_worker=config.local_worker)
         except StackError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 1

@@ -1,31 +1,48 @@
-"""Runs a worker took and never started: a worker marks a run PENDING before it starts the run's
-process, and when it is stopped or killed in between, no worker looks at that run again.
+"""Runs left behind, which no worker and no automation would ever end, and the worker supervisor
+(stack/worker_supervisor.py) marks CRASHED, each with why:
 
-prefect.yaml's automation crash-stuck-pending-flow-runs crashes such a run from its Pending
-event. The server keeps events in memory until its triggers service has read them, so a run that
-turned PENDING just before the server stopped (`make down`, a crash) has no event left to act
-on. The worker supervisor (stack/worker_supervisor.py) therefore also sweeps its process pool: a
-run PENDING for longer than the zombie window is marked CRASHED with the same explanation.
-
-A RUNNING run whose process died while its server was away is not swept: Prefect's process worker
-records only the bare pid (no machine), so from here it cannot tell a dead process of this
-machine from a live one on another.
+- **PENDING, never started.** A worker marks a run PENDING before it starts the run's process;
+  when it is stopped or killed in between, no worker looks at that run again. prefect.yaml's
+  automation crash-stuck-pending-flow-runs crashes such a run from its Pending event, but the
+  server keeps events in memory until its triggers service has read them, so a run that turned
+  PENDING just before the server stopped (`make down`, a crash) has no event left to act on.
+  `sweep_pool` marks a run of the pool PENDING for longer than the zombie window.
+- **Its process gone.** A flow-run process killed while its server was away (or stopping) sends
+  no final state, and when the server never read a heartbeat of it the zombie rule has nothing
+  to act on either. Prefect's process worker records only the bare pid (no machine), so the
+  server cannot tell. Each flow-run process therefore records itself on its own machine
+  (`record_process`, in FLOW_RUN_PROCESSES_DIR, which the supervisor sets) and removes the
+  record when it ends; `sweep_processes` marks a RUNNING or PENDING run whose recorded process
+  is gone (its pid ended, or now names a process started at another time).
 
     crashed = sweep_pool(api_url, auth_string, pool_name, older_than_s)
+    crashed = sweep_processes(api_url, auth_string, processes_dir)
 """
 
 from __future__ import annotations
 
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
+import psutil
 
 from stack.processes import csrf_headers
 
-MESSAGE = (
+NEVER_STARTED = (
     "PENDING for {seconds} s and its process never started: the worker that took the run "
     "stopped before starting it."
 )
+PROCESS_GONE = (
+    "Its flow-run process (pid {pid}) ended without reporting a final state: it was killed, or "
+    "stopped while its server was away."
+)
+# Runs whose process may still report; any other state needs no process of this machine.
+UNFINISHED = ("RUNNING", "PENDING")
 
 
 def sweep_pool(
@@ -33,11 +50,7 @@ def sweep_pool(
 ) -> list[str]:
     """Mark CRASHED every run of `pool_name` PENDING for longer than `older_than_s`; the names of
     those it marked. Raises httpx.HTTPError when the server does not answer."""
-    user, _, password = (auth_string or "").partition(":")
-    with httpx.Client(
-        base_url=api_url.rstrip("/"), auth=(user, password) if auth_string else None, timeout=10
-    ) as http:
-        headers = csrf_headers(http, "worker-supervisor")
+    with _api(api_url, auth_string) as (http, headers):
         response = http.post(
             "/flow_runs/filter",
             json={
@@ -49,19 +62,92 @@ def sweep_pool(
         )
         response.raise_for_status()
         now = datetime.now(UTC)
-        crashed = []
-        for run in response.json():
-            since = datetime.fromisoformat(run["state"]["timestamp"])
-            if (now - since).total_seconds() <= older_than_s:
+        message = NEVER_STARTED.format(seconds=round(older_than_s))
+        return [
+            run["name"]
+            for run in response.json()
+            if (now - datetime.fromisoformat(run["state"]["timestamp"])).total_seconds()
+            > older_than_s
+            and _crash(http, headers, run["id"], message)
+        ]
+
+
+def record_process(directory: Path, flow_run_id: str, api_url: str) -> Path:
+    """Record this process as `flow_run_id`'s, for the server at `api_url`: the file to remove
+    when the run's process ends."""
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = directory / f"{flow_run_id}.{os.getpid()}"
+    record = {"api_url": api_url.rstrip("/"), "started": psutil.Process().create_time()}
+    # Written whole, then renamed: a sweep never reads half a record.
+    partial = path.with_name(f"{path.name}.partial")
+    partial.write_text(json.dumps(record))
+    partial.rename(path)
+    return path
+
+
+def sweep_processes(api_url: str, auth_string: str | None, directory: Path) -> list[str]:
+    """Mark CRASHED every RUNNING or PENDING run whose process, recorded in `directory` for
+    this server, is gone; forget every record whose process is gone and whose run the server
+    answered for. The names of the runs it marked. Raises httpx.HTTPError when the server does
+    not answer."""
+    gone = list(_records_for(directory, api_url.rstrip("/")))
+    if not gone:
+        return []
+    crashed = []
+    with _api(api_url, auth_string) as (http, headers):
+        for path, pid in gone:
+            run_id = path.name.split(".", 1)[0]
+            response = http.get(f"/flow_runs/{run_id}", headers=headers)
+            if response.status_code == 404:
+                path.unlink(missing_ok=True)
                 continue
-            state = {
-                "type": "CRASHED",
-                "name": "Crashed",
-                "message": MESSAGE.format(seconds=round(older_than_s)),
-            }
-            answer = http.post(
-                f"/flow_runs/{run['id']}/set_state", json={"state": state}, headers=headers
-            )
-            if answer.status_code < 300 and answer.json().get("status") == "ACCEPT":
+            response.raise_for_status()
+            run = response.json()
+            state = (run.get("state") or {}).get("type")
+            if state in UNFINISHED and _crash(http, headers, run_id, PROCESS_GONE.format(pid=pid)):
                 crashed.append(run["name"])
-        return crashed
+            path.unlink(missing_ok=True)
+    return crashed
+
+
+def _records_for(directory: Path, api_url: str) -> Iterator[tuple[Path, int]]:
+    """The records in `directory` for the server at `api_url` whose process is gone, with its
+    pid."""
+    if not directory.is_dir():
+        return
+    for path in sorted(directory.iterdir()):
+        run_id, _, pid = path.name.partition(".")
+        if not pid.isdigit():
+            continue  # a record being written
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if record.get("api_url") == api_url and not _running(int(pid), record.get("started")):
+            yield path, int(pid)
+
+
+def _running(pid: int, started: float | None) -> bool:
+    """Whether `pid` is still the process that was started at `started` and has not exited."""
+    try:
+        process = psutil.Process(pid)
+        return process.create_time() == started and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+@contextmanager
+def _api(api_url: str, auth_string: str | None) -> Iterator[tuple[httpx.Client, dict[str, str]]]:
+    """A client of the server's API with basic auth (when given) and its CSRF headers."""
+    user, _, password = (auth_string or "").partition(":")
+    with httpx.Client(
+        base_url=api_url.rstrip("/"), auth=(user, password) if auth_string else None, timeout=10
+    ) as http:
+        yield http, csrf_headers(http, "worker-supervisor")
+
+
+def _crash(http: httpx.Client, headers: dict[str, str], run_id: str, message: str) -> bool:
+    """Propose CRASHED with `message`; whether the server accepted it."""
+    state = {"type": "CRASHED", "name": "Crashed", "message": message}
+    answer = http.post(f"/flow_runs/{run_id}/set_state", json={"state": state}, headers=headers)
+    return answer.status_code < 300 and answer.json().get("status") == "ACCEPT"

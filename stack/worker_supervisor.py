@@ -19,9 +19,12 @@ flow-run processes, the supervisor keeps it until they end, for at most RESTART_
 A run whose process is ended that way can be left RUNNING or PENDING until the zombie automation
 marks it CRASHED. SIGTERM or SIGINT stops the worker and the supervisor.
 
-Every SWEEP_EVERY_S, while the server answers, it marks CRASHED the runs of its pool left PENDING
-for longer than the zombie window by a worker that stopped before starting them
-(stack/stuck_runs.py).
+Every SWEEP_EVERY_S, and at once when it starts, while the server answers, it marks CRASHED the
+runs left behind (stack/stuck_runs.py): those of its pool left PENDING for longer than the zombie
+window by a worker that stopped before starting them, and those still RUNNING or PENDING whose
+flow-run process on this machine is gone (each records itself in FLOW_RUN_PROCESSES_DIR, which
+the supervisor sets for its worker: unset, PREFECT_HOME's flow-run-processes). So after a crash
+of the whole machine or of the supervisor, the next supervisor ends the runs that died with it.
 
 Next to a process worker it runs the warm launcher (stack/launcher.py) on a socket in a private
 temporary directory, named to the worker as FLOW_LAUNCHER_SOCKET, restarts it when it exits and
@@ -46,7 +49,7 @@ from deployments import settings
 from stack.launch import SOCKET_ENV
 from stack.local import PREFECT
 from stack.processes import http_ok, live_children, port_is_free, terminate_then_kill
-from stack.stuck_runs import sweep_pool
+from stack.stuck_runs import sweep_pool, sweep_processes
 
 CHECK_EVERY_S = 5.0
 # A worker needs a few seconds to import Prefect and bind its endpoint.
@@ -102,7 +105,9 @@ class Supervisor:
         )
         self.auth_string = os.environ.get("PREFECT_API_AUTH_STRING")
         self.zombie_after_s = config.zombie_after_s
-        self.swept_at = 0.0
+        self.swept_at: float | None = None
+        self.processes_dir = config.flow_run_processes_dir or processes_dir_default()
+        self.env[settings.PROCESSES_DIR_ENV] = str(self.processes_dir)
 
     def keep_launcher(self) -> None:
         """Start the launcher, or start it again when it exited: at once after a long life, ever
@@ -129,20 +134,25 @@ class Supervisor:
             shutil.rmtree(self.launcher_dir, ignore_errors=True)
 
     def sweep_stuck_runs(self) -> None:
-        """Every SWEEP_EVERY_S: crash the pool's runs left PENDING (stack/stuck_runs.py)."""
+        """At once, then every SWEEP_EVERY_S: crash the runs left behind (stack/stuck_runs.py)."""
         now = time.monotonic()
-        if not (self.api_url and self.pool_name) or now - self.swept_at < SWEEP_EVERY_S:
+        if not (self.api_url and self.pool_name):
+            return
+        if self.swept_at is not None and now - self.swept_at < SWEEP_EVERY_S:
             return
         self.swept_at = now
         try:
-            crashed = sweep_pool(
+            gone = sweep_processes(self.api_url, self.auth_string, self.processes_dir)
+            pending = sweep_pool(
                 self.api_url, self.auth_string, self.pool_name, self.zombie_after_s
             )
         except (httpx.HTTPError, ValueError, KeyError) as exc:
             log(f"could not look for runs left behind: {exc!r}")
             return
-        if crashed:
-            log(f"marked CRASHED, left PENDING by a worker that stopped: {', '.join(crashed)}")
+        if gone:
+            log(f"marked CRASHED, their flow-run process gone: {', '.join(gone)}")
+        if pending:
+            log(f"marked CRASHED, left PENDING by a worker that stopped: {', '.join(pending)}")
 
     def start_worker(self) -> None:
         self.worker = subprocess.Popen(self.command, stdin=subprocess.DEVNULL, env=self.env)
@@ -226,6 +236,13 @@ class Supervisor:
         self.stop_launcher()
         log(f"stopped (worker exit code {code})")
         return 0
+
+
+def processes_dir_default() -> Path:
+    """PREFECT_HOME's flow-run-processes: kept with the worker's other state, so the next
+    supervisor on this machine finds what the last one's runs left."""
+    home = os.environ.get("PREFECT_HOME") or "~/.prefect"
+    return Path(home).expanduser() / "flow-run-processes"
 
 
 def option_value(args: list[str], *names: str) -> str | None:

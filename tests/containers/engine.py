@@ -98,15 +98,19 @@ class ComposeProject:
     """The repository's docker-compose.yml under a unique project name, with generated secrets
     and a free loopback port for the UI/API."""
 
-    def __init__(self, tmp_dir: Path, image: str, **env: str) -> None:
-        """`image`: the tag for the services built from the Dockerfile; `env` overrides the
-        generated .env values (e.g. another stack's ENCRYPTION_KEY)."""
+    def __init__(
+        self, tmp_dir: Path, image: str, services: dict[str, dict] | None = None, **env: str
+    ) -> None:
+        """`image`: the tag for the services built from the Dockerfile; `services`: more
+        override keys per service (a test's volume, say); `env` overrides the generated .env
+        values (e.g. another stack's ENCRYPTION_KEY)."""
         self.name = unique(PROJECT_PREFIX)
         self.image = image
         self.override_file = tmp_dir / f"{self.name}.override.yml"
-        self.override_file.write_text(
-            yaml.safe_dump({"services": {name: {"image": image} for name in built_services()}})
-        )
+        overrides = {name: {"image": image} for name in built_services()}
+        for name, keys in (services or {}).items():
+            overrides[name] = {**overrides.get(name, {}), **keys}
+        self.override_file.write_text(yaml.safe_dump({"services": overrides}))
         self.auth = ("admin", unique("pw"))
         self.server_port = free_port()
         self.env = {
@@ -231,13 +235,17 @@ class ComposeProject:
 
 
 @contextmanager
-def running_stack(tmp_dir: Path, session: str, **env: str) -> Iterator[ComposeProject]:
+def running_stack(
+    tmp_dir: Path, session: str, services: dict[str, dict] | None = None, **env: str
+) -> Iterator[ComposeProject]:
     """A project on an image built from this work tree for it alone (see session_image_tag),
     up with `--wait`; taken down with its volumes, and its image tag removed, when it ends.
     When its tests ended normally, `docker compose down -v` must then have left no container,
     network or volume of the project (reported as an error in the last test's teardown)."""
     require_engine()
-    project = ComposeProject(tmp_dir, image=session_image_tag(unique(session)), **env)
+    project = ComposeProject(
+        tmp_dir, image=session_image_tag(unique(session)), services=services, **env
+    )
     try:
         project.compose("build", timeout=900)
         project.up()

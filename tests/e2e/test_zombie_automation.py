@@ -1,6 +1,8 @@
 """The zombie automation prefect.yaml declares, on a live stack: applied once however often
 `make up` applies it, and armed by the heartbeats the stack's flow runs really send, with room for
-late beats. What it does when a run's process dies is tests/reliability/test_crash_recovery.py."""
+late beats. What it does when a run's heartbeats stop: the fault matrix's partition cell
+(tests/faults/test_partition_faults.py) and the Docker pool's tests; a run whose process dies on
+a supervised worker's machine is crashed sooner by the supervisor (test_crash_recovery.py)."""
 
 from __future__ import annotations
 

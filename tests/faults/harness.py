@@ -5,7 +5,9 @@ the seed printed), the recovery, then the invariants over every run of the burst
 - every run reaches a final state (none lost);
 - each run executed at most once, a COMPLETED one exactly once (the execution records every
   flow-run process writes with FLOW_RUN_RECORD_DIR, stack/flow_run.py);
-- a CRASHED run names its cause, and only a cell whose fault kills runs has any;
+- a CRASHED run names its cause, and only a cell whose fault kills runs has any (a run CRASHED
+  on the way counts too: its state history is read); only a cell whose fault can cut a live
+  process off may have a CRASHED run go on to another final state, executed once;
 - no scheduled run is duplicated;
 - no deployment, schedule or automation is lost (`python -m deployments plan` shows no change);
 - the stack runs a new flow afterwards;
@@ -16,14 +18,16 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 from uuid import UUID
 
 import psutil
@@ -85,6 +89,7 @@ class UserStack:
         """The stack as `python -m stack` sees it under this environment."""
         return LocalStack(
             state_dir=self.state_dir,
+            host=self.env.get("PREFECT_SERVER_API_HOST"),
             port=int(self.env["PREFECT_SERVER_API_PORT"]),
             pool_name=self.env[settings.POOL_NAME_ENV],
             worker_health_port=int(self.env[settings.HEALTH_PORT_ENV]),
@@ -96,6 +101,25 @@ class UserStack:
     def up(self) -> None:
         result = self.make("up")
         assert result.returncode == 0, f"make up failed:\n{result.stdout}{result.stderr}"
+
+    def client(self) -> AbstractContextManager[SyncPrefectClient]:
+        return stack_client(self.stack)
+
+    def plan(self) -> subprocess.CompletedProcess[str]:
+        return self.stack.run_cli(sys.executable, "-m", "deployments", "plan", check=False)
+
+    def finish(self) -> list[str]:
+        """`make down`, which must leave no process of the stack: what it failed to do."""
+        down = self.make("down")
+        left = poll_until(lambda: not self.processes(), 30) or self.processes()
+        failures = []
+        if down.returncode != 0:
+            failures.append(f"make down failed: {down.stderr.strip()[-300:]}")
+        if left is not True:
+            failures.append(
+                "make down left " + ", ".join(f"{p.pid} {' '.join(p.cmdline())[:80]}" for p in left)
+            )
+        return failures
 
     def processes(self) -> list[psutil.Process]:
         """Every running process of this stack: marked with its token (stack/processes.py), or
@@ -133,12 +157,30 @@ def start_burst(api: SyncPrefectClient, label: str) -> list[UUID]:
     return [run.id for run in runs]
 
 
+class Target(Protocol):
+    """A stack the matrix injects faults into: `make up`'s (UserStack) or the compose stack's
+    (tests/faults/test_compose_faults.py)."""
+
+    records: Path  # where its flow-run processes write their execution records
+
+    def up(self) -> None: ...
+
+    def client(self) -> AbstractContextManager[SyncPrefectClient]: ...
+
+    def plan(self) -> subprocess.CompletedProcess[str]: ...
+
+    def finish(self) -> list[str]:
+        """After the checks: take the stack down, or leave it healthy for the next cell; what
+        failed to happen."""
+        ...
+
+
 class CellRun:
     """What a cell's test does between the burst and the checks: wait for the fault's moment,
     inject, say when it injected and what the user saw."""
 
-    def __init__(self, user: UserStack, cell: Cell, api: SyncPrefectClient) -> None:
-        self.user = user
+    def __init__(self, target: Target, cell: Cell, api: SyncPrefectClient) -> None:
+        self.target = target
         self.cell = cell
         self.api = api
         self.fault_after_s = random.Random(f"{SEED}:{cell.key}").uniform(*FAULT_WINDOW_S)
@@ -161,29 +203,27 @@ def _ids_filter(ids: list[UUID]) -> FlowRunFilter:
 
 
 @contextmanager
-def cell_run(user: UserStack, cell: Cell) -> Iterator[CellRun]:
-    """`make up` and the burst; the test's block injects the fault; then the recovery is
-    awaited, the invariants are checked and written as the cell's outcome, and `make down` must
-    leave nothing. Fails the test on any violation, after writing the outcome."""
+def cell_run(
+    target: Target, cell: Cell, beside: Callable[[], AbstractContextManager] = nullcontext
+) -> Iterator[CellRun]:
+    """Up and the burst; the test's block injects the fault; then the recovery is awaited, the
+    invariants are checked and written as the cell's outcome, and the target finishes (`make
+    down` must leave nothing). Fails the test on any violation, after writing the outcome.
+    `beside()` is entered after up, before the burst, and left before the target finishes: a
+    worker the test runs elsewhere, for instance."""
     print(f"fault cell {cell.key}: seed {SEED} (FAULT_SEED={SEED} repeats it)")
-    user.up()
+    target.up()
     try:
-        with stack_client(user.stack) as api:
-            run = CellRun(user, cell, api)
+        with beside(), target.client() as api:
+            run = CellRun(target, cell, api)
             run.run_ids = start_burst(api, cell.key)
             run.burst_at = time.monotonic()
             yield run
             assert run.fault_at is not None, "the test injected no fault"
             outcome = _settle_and_check(run)
     finally:
-        down = user.make("down")
-    left = poll_until(lambda: not user.processes(), 30) or user.processes()
-    if down.returncode != 0:
-        outcome.violations.append(f"make down failed: {down.stderr.strip()[-300:]}")
-    if left is not True:
-        outcome.violations.append(
-            "make down left " + ", ".join(f"{p.pid} {' '.join(p.cmdline())[:80]}" for p in left)
-        )
+        finished = target.finish()
+    outcome.violations.extend(finished)
     outcome.write()
     assert not outcome.violations, outcome.violations
 
@@ -200,7 +240,7 @@ def _settle_and_check(run: CellRun) -> Outcome:
     after = run_deployment_and_wait(api, SAY_HELLO, {"name": f"after {cell.key}"})
     recovery_s = time.monotonic() - run.fault_at
     runs = api.read_flow_runs(flow_run_filter=_ids_filter(run.run_ids), limit=len(run.run_ids))
-    executions = Counter(path.name.split(".", 1)[0] for path in run.user.records.iterdir())
+    executions = Counter(path.name.split(".", 1)[0] for path in run.target.records.iterdir())
 
     outcome = Outcome(
         cell=cell.key,
@@ -216,33 +256,49 @@ def _settle_and_check(run: CellRun) -> Outcome:
     if not after.state.is_completed():
         violations.append(f"a run after the recovery ended {after.state.type.value}")
     for flow_run in runs:
-        state, times = flow_run.state, executions.get(str(flow_run.id), 0)
-        if not state.is_final():
-            outcome.lost += 1
-            violations.append(f"run {flow_run.name} left {state.type.value}")
-        elif state.is_completed():
-            outcome.completed += 1
-            if times == 0:
-                violations.append(f"run {flow_run.name} COMPLETED with no execution record")
-        elif state.is_crashed():
-            outcome.crashed += 1
-            if not cell.crashes:
-                violations.append(f"run {flow_run.name} CRASHED: {state.message}")
-            if not (state.message or "").strip():
-                violations.append(f"run {flow_run.name} CRASHED without a cause")
-            elif state.message not in outcome.crash_causes:
-                outcome.crash_causes.append(state.message)
-        else:
-            outcome.other_final += 1
-            violations.append(f"run {flow_run.name} ended {state.type.value}: {state.message}")
-        if times > 1:
-            outcome.duplicated += 1
-            violations.append(f"run {flow_run.name} executed {times} times")
+        _check_run(cell, outcome, flow_run, api.read_flow_run_states(flow_run.id), executions)
     violations.extend(_duplicated_scheduled_runs(api))
-    plan = run.user.stack.run_cli(sys.executable, "-m", "deployments", "plan", check=False)
+    plan = run.target.plan()
     if plan.returncode != 0:
         violations.append(f"plan exits {plan.returncode}: {plan.stdout.strip()[-400:]}")
     return outcome
+
+
+def _check_run(cell: Cell, outcome: Outcome, flow_run, history, executions: Counter) -> None:
+    """One run of the burst against the invariants, from its final state, every state it went
+    through and its execution records; counted into `outcome`."""
+    state, violations = flow_run.state, outcome.violations
+    times = executions.get(str(flow_run.id), 0)
+    crashes = [past for past in history if past.is_crashed()]
+    for crash in crashes:
+        # One cause per kind: the pid in a message differs from run to run.
+        cause = re.sub(r"\bpid \d+", "pid N", (crash.message or "").strip())
+        if not cause:
+            violations.append(f"run {flow_run.name} CRASHED without a cause")
+        elif cause not in outcome.crash_causes:
+            outcome.crash_causes.append(cause)
+    if crashes and not cell.crashes:
+        violations.append(f"run {flow_run.name} CRASHED: {crashes[-1].message}")
+    if crashes and not state.is_crashed():
+        outcome.resumed += 1
+        if not cell.resumes:
+            violations.append(f"run {flow_run.name} went on after CRASHED to {state.type.value}")
+    if not state.is_final():
+        outcome.lost += 1
+        violations.append(f"run {flow_run.name} left {state.type.value}")
+    elif state.is_completed():
+        outcome.completed += 1
+        if times == 0:
+            violations.append(f"run {flow_run.name} COMPLETED with no execution record")
+    elif state.is_crashed():
+        outcome.crashed += 1
+    else:
+        outcome.other_final += 1
+        if not (cell.resumes and crashes):
+            violations.append(f"run {flow_run.name} ended {state.type.value}: {state.message}")
+    if times > 1:
+        outcome.duplicated += 1
+        violations.append(f"run {flow_run.name} executed {times} times")
 
 
 def _duplicated_scheduled_runs(api: SyncPrefectClient) -> list[str]:
@@ -273,9 +329,9 @@ def supervised(user: UserStack, word: str) -> psutil.Process:
 def signal_supervised(run: CellRun, word: str, signum: int) -> tuple[psutil.Process, int]:
     """At the fault's moment, send `signum` to the supervisor's child named by `word`; that
     child, and the size of the supervisor's log before it (for supervisor_says)."""
-    child = supervised(run.user, word)
+    child = supervised(run.target, word)
     run.wait_for_fault_moment()
-    since = run.user.stack.worker.log_path.stat().st_size
+    since = run.target.stack.worker.log_path.stat().st_size
     child.send_signal(signum)
     run.injected()
     return child, since

@@ -22,13 +22,16 @@ DOC_BLOCK = "make faults"  # its generated part (bench/doc_block.py)
 
 @dataclass(frozen=True)
 class Cell:
-    """One fault and what must follow it. `crashes`: whether runs in flight may end CRASHED
-    (their process died); otherwise every run must complete."""
+    """One fault and what must follow it. `crashes`: whether runs in flight may be CRASHED
+    (their process died); otherwise every run must complete without. `resumes`: whether a
+    CRASHED run may go on to another final state, because its process lived on, cut off (it
+    still executes once)."""
 
     key: str
     fault: str
     expected: str
     crashes: bool
+    resumes: bool = False
 
 
 @dataclass
@@ -44,9 +47,10 @@ class Outcome:
     completed: int = 0
     crashed: int = 0
     other_final: int = 0
+    resumed: int = 0  # CRASHED on the way, then ended otherwise (their process lived on)
     lost: int = 0  # not final by the deadline
     duplicated: int = 0  # executed more than once
-    crash_causes: list[str] = field(default_factory=list)  # the CRASHED runs' messages, once each
+    crash_causes: list[str] = field(default_factory=list)  # every CRASHED state's message, once
     violations: list[str] = field(default_factory=list)
 
     def write(self) -> None:
@@ -109,6 +113,28 @@ LOCAL_CELLS = [
         crashes=True,
     ),
 ]
+# A worker on a second host (a network namespace), cut off from `make up`'s server.
+PARTITION_CELLS = [
+    Cell(
+        "local-partition-20s",
+        "a worker on a second host cut off from the server for 20 s (packets dropped both ways)",
+        "nothing is CRASHED: the worker and the runs retry until the network is back, and every "
+        "run completes once",
+        crashes=False,
+    ),
+    Cell(
+        "local-partition-120s",
+        "a worker on a second host cut off from the server for 120 s, longer than the zombie "
+        "window",
+        "runs in flight are CRASHED by the zombie rule (no heartbeat for 90 s), runs taken but "
+        "not yet RUNNING by crash-stuck-pending-flow-runs; their processes live on, cut off, "
+        "and after the heal report their end: COMPLETED, or FAILED when Prefect stops a run "
+        "whose concurrency slot the crash released (*Flow run exceeded timeout*); none is "
+        "executed twice",
+        crashes=True,
+        resumes=True,
+    ),
+]
 DISK_CELLS = [
     Cell(
         "local-disk-full",
@@ -120,7 +146,48 @@ DISK_CELLS = [
         crashes=True,
     ),
 ]
-CELLS = {cell.key: cell for cell in LOCAL_CELLS + DISK_CELLS}
+# The compose stack (docker-compose.yml); Docker does not restart a container `docker kill`
+# stopped, so the recovery is `docker compose up -d --wait`.
+_UP = "`docker compose up -d --wait` starts it again"
+COMPOSE_CELLS = [
+    Cell(
+        "compose-postgres",
+        "`docker kill` of the compose `postgres` container",
+        f"`docker compose ps` shows it exited; {_UP}; the server reconnects; every run reaches "
+        "a final state, none twice",
+        crashes=True,
+    ),
+    Cell(
+        "compose-prefect-server",
+        "`docker kill` of the compose `prefect-server` container",
+        f"`docker compose ps` shows it exited; {_UP}; runs in flight complete or are CRASHED "
+        "naming why; none is left RUNNING, none runs twice",
+        crashes=True,
+    ),
+    Cell(
+        "compose-worker",
+        "`docker kill` of the compose `worker` container (its runs die with it)",
+        f"`docker compose ps` shows it exited; {_UP}; the runs it held are CRASHED, naming "
+        "why: by its restarted supervisor, which finds their processes gone, or as taken but "
+        "never started; the rest complete",
+        crashes=True,
+    ),
+    Cell(
+        "compose-ha-prefect-services",
+        "`docker kill` of the `ha` profile's `prefect-services` container (scheduler, automations)",
+        f"`docker compose ps` shows it exited; the API replicas go on serving runs; {_UP}; every "
+        "run completes once",
+        crashes=False,
+    ),
+    Cell(
+        "compose-ha-lb",
+        "`docker kill` of the `ha` profile's `lb` container (nginx, the only way to the API)",
+        f"`docker compose ps` shows it exited; clients and the worker retry; {_UP}; every run "
+        "reaches a final state, none twice",
+        crashes=True,
+    ),
+]
+CELLS = {cell.key: cell for cell in LOCAL_CELLS + PARTITION_CELLS + DISK_CELLS + COMPOSE_CELLS}
 
 
 def render(outcomes: list[dict]) -> str:
@@ -133,7 +200,9 @@ def render(outcomes: list[dict]) -> str:
         cell = CELLS[outcome["cell"]]
         verdict = "hold" if not outcome["violations"] else "; ".join(outcome["violations"])
         causes = "; ".join(f"*{_short(cause)}*" for cause in outcome.get("crash_causes", []))
-        crashed = f"{outcome['crashed']}" + (f": {causes}" if causes else "")
+        resumed = outcome.get("resumed", 0)
+        crashed = f"{outcome['crashed']}" + (f" ({resumed} went on after)" if resumed else "")
+        crashed += f": {causes}" if causes else ""
         rows.append(
             f"| {cell.fault} | {cell.expected} | {outcome['user_sees']} "
             f"| {outcome['fault_at_s']:.1f} s | {outcome['recovery_s']:.0f} s "
@@ -170,8 +239,8 @@ def main() -> int:
         DOC,
         DOC_BLOCK,
         f"`make faults` on {machine}, seed {', '.join(map(str, seeds))} "
-        f"(FAULT_SEED=<seed> repeats it); each cell: `make up`, a burst of "
-        f"{outcomes[0]['runs']} runs, the fault at a random moment, the recovery, the "
+        f"(FAULT_SEED=<seed> repeats it); each cell: `make up` (or the compose stack), a burst "
+        f"of {outcomes[0]['runs']} runs, the fault at a random moment, the recovery, the "
         f"invariants, `make down`.\n\n{render(outcomes)}\n{_unmeasured(found)}",
     )
     print(f"written: {DOC.relative_to(settings.REPO_ROOT)}")
