@@ -7,11 +7,12 @@ PY := $(VENV)/bin/python
 TEST_WORKERS ?= 3
 RELIABILITY_WORKERS ?= 2
 FAULT_WORKERS ?= 3
+LONG_WORKERS ?= 4
 # uv installs the lock file; bootstrapped with pip when the machine has none.
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 export DO_NOT_TRACK := 1
 
-.PHONY: up down status plan apply test containers reliability faults soak bench bench-plan lint format clean
+.PHONY: up down status plan apply test containers reliability faults long soak bench bench-plan lint format clean
 
 $(UV):
 	python3 -m pip install --user --quiet "uv==0.13.9"  # the version uv.lock was written with
@@ -81,6 +82,18 @@ faults: $(VENV)/.synced  ## the fault matrix; writes its table into docs/reliabi
 	scripts/install-docker
 	rm -rf results/faults
 	$(PYTEST) -n $(FAULT_WORKERS) --dist loadgroup -m faults tests/faults
+	$(PY) -m tests.faults.matrix
+
+# What CI runs after make test: containers, reliability and the fault matrix in one pytest session,
+# LONG_WORKERS xdist workers taking whole units of work (tests/conftest.py: a stack's tests, a
+# fault cell), longest first. Run one after the other they take about 35 min; most of it is
+# waiting out fault windows, so they share the machine.
+long: $(VENV)/.synced  ## make containers, make reliability and make faults in one session (CI)
+	scripts/install-test-tools
+	scripts/install-docker
+	rm -rf results/faults
+	SOAK_RUNS=50 SOAK_WORKERS=3 $(PYTEST) -n $(LONG_WORKERS) --dist loadscope --no-loadscope-reorder \
+		-m "containers or reliability or faults" tests/containers tests/reliability tests/faults
 	$(PY) -m tests.faults.matrix
 
 soak: $(VENV)/.synced  ## 300 runs through 2 workers on PostgreSQL

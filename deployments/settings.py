@@ -152,7 +152,7 @@ class Settings(BaseSettings):
     # run forks an imported Prefect instead of importing it again; 0 starts every run cold.
     warm_launcher: bool = _variable("WARM_LAUNCHER", True)
     # `make up` runs a supervised worker on this machine; 0: the server, database and deployments
-    # only, for workers that run elsewhere (`python -m stack worker` on another machine).
+    # only, for workers that run elsewhere (`python -m stack.worker_supervisor` there).
     local_worker: bool = _variable("LOCAL_WORKER", True)
     # Zombie detection (prefect.yaml's automation crash-zombie-flow-runs): every flow-run
     # process sends a heartbeat event this often (stack/flow_run.py, in place of Prefect's

@@ -28,6 +28,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from deployments.settings import Settings
 
 HEARTBEAT_EVENT = "prefect.flow-run.heartbeat"
 EXITED_EVENT = "stack.flow-run.exited"
@@ -114,7 +118,7 @@ def run_engine(argv: list[str]) -> None:
 
 
 @contextmanager
-def recorded_process(config, flow_run_id: str) -> Iterator[None]:
+def recorded_process(config: Settings, flow_run_id: str) -> Iterator[None]:
     """This process recorded as the run's in FLOW_RUN_PROCESSES_DIR while the engine runs
     (stack/stuck_runs.py), when the supervisor set it. The record is removed only when the
     engine returns: a process ended by a signal or an error may not have reported the run's end

@@ -12,8 +12,9 @@
   to act on either. Prefect's process worker records only the bare pid (no machine), so the
   server cannot tell. Each flow-run process therefore records itself on its own machine
   (`record_process`, in FLOW_RUN_PROCESSES_DIR, which the supervisor sets) and removes the
-  record when it ends; `sweep_processes` marks a RUNNING or PENDING run whose recorded process
-  is gone (its pid ended, or now names a process started at another time).
+  record when its engine returns; `sweep_processes` marks a RUNNING or PENDING run whose
+  recorded process is gone (its pid ended, or now names a process started at another time), and
+  forgets the records of processes that are gone.
 
     crashed = sweep_pool(api_url, auth_string, pool_name, older_than_s)
     crashed = sweep_processes(api_url, auth_string, processes_dir)

@@ -44,21 +44,48 @@ def pytest_itemcollected(item: pytest.Item) -> None:
 
 # The live stack's parameter ends a test's id: `test_x[sqlite]`, `test_y[word-for-number-sqlite]`.
 LIVE_STACK_PARAM = re.compile(r"[\[-](sqlite|postgres)\]$")
+# The compose tests on the session's `stack` (tests/containers/conftest.py).
+COMPOSE_SESSION_STACK = (
+    "tests/containers/test_stack.py",
+    "tests/containers/test_stack_operations.py",
+)
 # Started first, so that the longest work is not left for the end: the tiny benchmark (three
-# stacks), then the tests on each live stack.
-FIRST = ("tests/bench/test_bench_runs.py", "live_stack[sqlite]", "live_stack[postgres]")
+# stacks), then the tests on each live stack; in `make long`, the compose stacks' tests and the
+# longest fault cells.
+FIRST = (
+    "tests/bench/test_bench_runs.py",
+    "live_stack[sqlite]",
+    "live_stack[postgres]",
+    "tests/containers/test_ha.py",
+    "tests/containers/test_docker_pool.py",
+    "compose session stack",
+    "tests/faults/test_compose_faults.py::test_killed_container",
+    "tests/faults/test_compose_faults.py::test_killed_ha_container",
+    "tests/faults/test_partition_faults.py::test_partition_120_s",
+    "tests/reliability/test_exactly_once.py",
+    "tests/faults/test_disk_faults.py::test_full_disk",
+)
 
 
 def stack_scope(nodeid: str) -> str:
-    """The unit of work `make test` gives one xdist worker: every test on one live stack, or
-    every unit test (one `prefect_test_harness` server): session fixtures, started once on each
-    worker that runs such a test. Else the test's module (module-scoped stacks)."""
+    """The unit of work `make test` and `make long` give one xdist worker: every test on one
+    live stack, or every unit test (one `prefect_test_harness` server), or every compose test on
+    the session's compose stack: session fixtures, started once on each worker that runs such a
+    test. A fault cell on a stack of its own alone, the compose fault cells of one profile
+    together (one test function). Else the test's module (module-scoped stacks)."""
     param = LIVE_STACK_PARAM.search(nodeid)
+    path = nodeid.split("::", 1)[0]
     if param:
         return f"live_stack[{param[1]}]"
     if nodeid.startswith("tests/unit/"):
         return "tests/unit"
-    return nodeid.split("::", 1)[0]
+    if path in COMPOSE_SESSION_STACK:
+        return "compose session stack"
+    if path == "tests/faults/test_compose_faults.py":
+        return nodeid.split("[", 1)[0]
+    if path.startswith("tests/faults/"):
+        return nodeid
+    return path
 
 
 @pytest.hookimpl(trylast=True)  # after pytest's own ordering by session fixture parameter
@@ -83,8 +110,8 @@ def _postgres_user_passes_through_temporary_directories(tmp_path_factory) -> Non
 
 
 def pytest_xdist_make_scheduler(config: pytest.Config, log):
-    """`make test` runs `pytest -n 3 --dist loadscope --no-loadscope-reorder`: with that, each
-    live stack's tests go to one xdist worker (stack_scope), in the order above."""
+    """`make test` and `make long` run `pytest -n N --dist loadscope --no-loadscope-reorder`:
+    with that, each unit of work (stack_scope) goes to one xdist worker, in the order above."""
     if config.getoption("dist") != "loadscope":
         return None
     from xdist.scheduler import LoadScopeScheduling

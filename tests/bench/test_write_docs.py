@@ -30,3 +30,21 @@ def test_the_table_replaces_only_what_is_between_the_markers(tmp_path, monkeypat
     run.write_docs({**results, "unmet": []}, png)  # again: the markers are kept
     again = doc.read_text()
     assert again.count(START) == 1 == again.count(END) and "Every target met." in again
+
+
+def test_ci_phases_are_written_with_their_total_and_budgets(tmp_path, monkeypatch) -> None:
+    from tests import ci_phases
+
+    doc = tmp_path / "testing.md"
+    start, end = f"<!-- {ci_phases.DOC_BLOCK}: start -->", f"<!-- {ci_phases.DOC_BLOCK}: end -->"
+    doc.write_text(f"# CI\n{start}\nold\n{end}\nafter\n")
+    phases = tmp_path / "ci-phases.tsv"
+    phases.write_text("make lint\t40\nmake test\t630\nmake long\t1500\n")
+    monkeypatch.setattr(ci_phases, "DOC", doc)
+    monkeypatch.setattr(ci_phases, "PHASES", phases)
+    assert ci_phases.main() == 0
+    text = doc.read_text()
+    assert "old" not in text and text.endswith(f"{end}\nafter\n")
+    assert "| `make lint` | 0 min 40 s | – |" in text
+    assert "| `make test` | 10 min 30 s | 10 min 0 s: OVER |" in text
+    assert "| `.ci/run` | 36 min 10 s | 35 min 0 s: OVER |" in text

@@ -16,7 +16,7 @@ from deployments.spec import load_deployments
 from tests.live_stack import wait_until
 from tests.reports import report
 
-pytestmark = pytest.mark.parametrize("live_stack", ["sqlite"], indirect=True)
+pytestmark = pytest.mark.parametrize("live_stack", ["postgres"], indirect=True)
 
 BURST = 20
 # A slot is held from PENDING (the worker is starting the process) until a final state.

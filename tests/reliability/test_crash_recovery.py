@@ -19,7 +19,7 @@ from tests.deployed_flows import flow_run_heartbeats, supervised_worker_pid
 from tests.live_stack import run_deployment_and_wait, wait_for_final_state, wait_until
 from tests.reports import report
 
-pytestmark = pytest.mark.parametrize("live_stack", ["sqlite"], indirect=True)
+pytestmark = pytest.mark.parametrize("live_stack", ["postgres"], indirect=True)
 
 
 def test_killed_worker_and_flow_run_become_crashed(api, live_stack, slow_deployment) -> None:

@@ -20,7 +20,7 @@ from tests.deployed_flows import supervised_worker_pid
 from tests.live_stack import run_deployment_and_wait, wait_for_final_state, wait_until
 from tests.reports import report
 
-pytestmark = pytest.mark.parametrize("live_stack", ["sqlite"], indirect=True)
+pytestmark = pytest.mark.parametrize("live_stack", ["postgres"], indirect=True)
 
 # Prefect reports a worker unhealthy once it has not polled for 30 poll intervals.
 WORKER_UNHEALTHY_AFTER_S = 30 * settings.current().worker_query_seconds
