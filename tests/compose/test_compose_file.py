@@ -306,3 +306,18 @@ def test_uses_current_setting_names_not_legacy_aliases(services) -> None:
                 assert key in fields, f"{name}: {key} is not a Prefect setting"
                 canonical = fields[key].name
                 assert canonical == key, f"{name}: {key} is a legacy alias of {canonical}"
+
+
+def seconds(duration: str) -> float:
+    """A compose duration (`45s`, `1m30s`) in seconds."""
+    units = {"h": 3600, "m": 60, "s": 1}
+    return sum(float(n) * units[u] for n, u in re.findall(r"([\d.]+)(h|m|s)", str(duration)))
+
+
+@pytest.mark.parametrize("service", ["worker", "docker-worker"])
+def test_flow_runners_get_time_to_stop_their_runs(services, service) -> None:
+    """The supervisor stops the worker (which ends its runs), then the launcher, each within
+    STOP_TIMEOUT_S: `docker compose stop` must not SIGKILL them sooner."""
+    grace = services[service].get("stop_grace_period")
+    assert grace is not None, f"{service} has Docker's 10 s default"
+    assert seconds(grace) >= 2 * settings.STOP_TIMEOUT_S + 5, grace
