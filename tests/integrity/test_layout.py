@@ -28,6 +28,9 @@ FOLDER_TARGETS = {
     "faults": "faults",
     "containers": "containers",
 }
+# Targets that run the folders of several others in one session, and which: `make long`, what CI
+# runs after make test.
+AGGREGATES = {"long": {"containers", "reliability", "faults"}}
 
 # Collects the whole suite as `pytest` does and prints each test's node id and markers.
 LIST_MARKERS = """
@@ -82,10 +85,11 @@ def test_every_test_file_sits_in_a_folder_with_its_own_marker() -> None:
 
 def test_each_folder_is_run_by_exactly_its_make_target() -> None:
     selections = _makefile_selections()
-    assert set(selections) == set(FOLDER_TARGETS.values()), selections
+    assert set(selections) == set(FOLDER_TARGETS.values()) | set(AGGREGATES), selections
     for folder, target in FOLDER_TARGETS.items():
         selected_by = [name for name, chosen in selections.items() if _selects(*chosen, folder)]
-        assert selected_by == [target], f"tests/{folder} is run by make {selected_by}"
+        expected = [target, *(name for name, runs in AGGREGATES.items() if target in runs)]
+        assert sorted(selected_by) == sorted(expected), f"tests/{folder} is run by {selected_by}"
 
 
 def test_every_collected_test_carries_exactly_its_folder_marker() -> None:
