@@ -118,7 +118,6 @@ class ComposeProject:
             "API_AUTH_STRING": ":".join(self.auth),
             "ENCRYPTION_KEY": Fernet.generate_key().decode(),
             "SERVER_PORT": str(self.server_port),
-            "UI_API_URL": f"http://127.0.0.1:{self.server_port}/api",
             **env,
         }
         self.env_file = write_env_file(tmp_dir / f"{self.name}.env", **self.env)

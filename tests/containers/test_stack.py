@@ -6,8 +6,12 @@ must execute in the worker container. The session's stack fixture takes it down 
 
 from __future__ import annotations
 
+import re
+import shutil
+
 import httpx
 import pytest
+from playwright.sync_api import expect, sync_playwright
 from prefect.client.schemas.filters import (
     LogFilter,
     LogFilterFlowRunId,
@@ -22,6 +26,7 @@ from tests.live_stack import (
     wait_for_completed_task_runs,
     wait_until,
 )
+from tests.requirements import require
 
 # Cold, the session fixture builds the project image first (about 2.5 min on vfs).
 pytestmark = pytest.mark.timeout(1200)
@@ -156,3 +161,26 @@ def test_image_runs_as_uid_10001_and_writes_its_prefect_home_but_not_the_code(
     # The main process too (PID 1), not only what `exec` starts.
     status = stack.exec(service, "grep '^Uid:' /proc/1/status")
     assert status.split()[1:] == [IMAGE_USER_UID] * 4
+
+
+def test_the_ui_on_the_published_port_logs_in_and_lists_the_deployments(stack) -> None:
+    """The .env of this stack changes SERVER_PORT (a free port) and leaves UI_API_URL unset, as
+    .env.example does: the UI must find its API on whatever address and port the browser used."""
+    assert "UI_API_URL" not in stack.env
+    chromium = shutil.which("chromium")
+    require(chromium is not None, "Chromium", "apt-get install chromium")
+    ui_url = stack.api_url.removesuffix("/api")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=chromium, headless=True)
+        try:
+            page = browser.new_page(base_url=ui_url)
+            page.goto("/deployments", wait_until="domcontentloaded")
+            expect(page).to_have_url(re.compile(r"/login"), timeout=30_000)
+            page.get_by_placeholder("admin:pass").fill(":".join(stack.auth))
+            page.get_by_role("button", name="Login").click()
+            rows = page.locator("tr", has_text="greeting-schedule")
+            expect(rows).to_be_visible(timeout=30_000)
+            expect(page.locator("tr", has_text="compute-squares").first).to_be_visible()
+            assert not page.get_by_text("Can't connect to Server API").is_visible()
+        finally:
+            browser.close()
