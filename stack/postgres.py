@@ -35,6 +35,8 @@ from stack.processes import free_port, proc_cmdline, process_is_running
 USER = DATABASE = "prefect"
 # How long `start` waits for what is left of a server that died to go (LocalDatabase).
 DEAD_SERVER_WAIT_S = 30.0
+# Each start's socket directory, in the temporary directory: a Unix socket's path must stay short.
+SOCKET_DIR_PREFIX = "prefect-pg-"
 
 
 def _as_postgres_user(argv: list[str]) -> list[str]:
@@ -152,6 +154,7 @@ class LocalDatabase:
         if self.pid:
             return
         self._wait_for_a_dead_server()
+        _remove_socket_dir(self._recorded_socket_dir())  # a dead server's, if it left one
         fresh = not (self.data_dir / "PG_VERSION").exists()
         if fresh:
             self.data_dir.mkdir(parents=True, mode=0o700, exist_ok=True)
@@ -167,7 +170,7 @@ class LocalDatabase:
             )  # fmt: skip
         # A short path: a Unix socket's must stay under about 100 bytes, the state directory's
         # may not.
-        socket_dir = Path(tempfile.mkdtemp(prefix="prefect-pg-"))
+        socket_dir = Path(tempfile.mkdtemp(prefix=SOCKET_DIR_PREFIX))
         _own(socket_dir)
         options = f"-c listen_addresses='' -k {socket_dir}"
         _run(
@@ -187,12 +190,27 @@ class LocalDatabase:
 
     def stop(self) -> None:
         """Stop the server by the process id it recorded; the data stays."""
+        socket_dir = self._recorded_socket_dir()  # pg_ctl stop removes postmaster.pid
+        if self.pid:
+            _run(["pg_ctl", "stop", "-w", "-t", "30", "-m", "fast", "-D", str(self.data_dir)],
+                 self.bin_dir)  # fmt: skip
+        _remove_socket_dir(socket_dir)
+
+    def _recorded_socket_dir(self) -> Path | None:
+        """The socket directory data/postmaster.pid names, of a running server or a dead one."""
         lines = self._postmaster()
-        if not self.pid:
-            return
-        _run(["pg_ctl", "stop", "-w", "-t", "30", "-m", "fast", "-D", str(self.data_dir)],
-             self.bin_dir)  # fmt: skip
-        shutil.rmtree(lines[4].strip(), ignore_errors=True)  # the socket directory
+        return Path(lines[4].strip()) if len(lines) > 4 else None
+
+
+def _remove_socket_dir(socket_dir: Path | None) -> None:
+    """A socket directory LocalDatabase.start() made (`prefect-pg-` in the temporary directory),
+    once its server is gone; any other path is left alone."""
+    if (
+        socket_dir is not None
+        and socket_dir.parent == Path(tempfile.gettempdir())
+        and socket_dir.name.startswith(SOCKET_DIR_PREFIX)
+    ):
+        shutil.rmtree(socket_dir, ignore_errors=True)
 
 
 class PostgresCluster:

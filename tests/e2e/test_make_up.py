@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 from pathlib import Path
 
 import httpx
+import psutil
 import pytest
 
 from deployments import settings
@@ -116,3 +118,28 @@ def test_a_cluster_without_the_database_gets_it_on_the_next_start(tmp_path_facto
         assert listed.stdout.strip() == "1", listed.stderr
     finally:
         database.stop()
+
+
+def test_a_killed_database_restarts_and_its_socket_directories_go(tmp_path_factory) -> None:
+    """`kill -9` of the postmaster leaves its socket directory (and, for a moment, its pid): the
+    next start waits for the dead server, removes that directory and makes its own, and stop
+    removes that one."""
+    database = LocalDatabase(state_directory(tmp_path_factory, "killed-database"))
+
+    def socket_dir() -> Path:
+        return Path(database.url.split("host=", 1)[1].split("&", 1)[0])
+
+    try:
+        database.start()
+        first = socket_dir()
+        postmaster = psutil.Process(database.pid)
+        postmaster.send_signal(signal.SIGKILL)
+        postmaster.wait(30)
+        database.start()
+        second = socket_dir()
+        assert database.pid and second != first
+        assert not first.exists(), "the dead server's socket directory is left behind"
+    finally:
+        database.stop()
+    assert database.pid is None
+    assert not second.exists(), "stop left the socket directory behind"
