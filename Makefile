@@ -12,7 +12,8 @@ LONG_WORKERS ?= 4
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 export DO_NOT_TRACK := 1
 
-.PHONY: up down status plan apply test containers reliability faults long soak bench bench-plan lint format clean
+.PHONY: up down status certs plan apply test containers reliability faults long soak bench \
+	bench-plan lint format clean
 
 $(UV):
 	python3 -m pip install --user --quiet "uv==0.13.9"  # the version uv.lock was written with
@@ -32,6 +33,10 @@ down:  ## stop exactly what `make up` started (the database's data stays)
 
 status:
 	$(PY) -m stack status
+
+# NAMES: the DNS names and IP addresses the server answers to (localhost and 127.0.0.1 always).
+certs: $(VENV)/.synced  ## a private CA and a server certificate in certs/ (git-ignored)
+	$(PY) -m stack.certs $(NAMES)
 
 # Against PREFECT_API_URL (and PREFECT_API_AUTH_STRING), like every Prefect client.
 # ARGS passes options through, e.g. `make plan ARGS=--json` or `make apply ARGS=--prune`.
