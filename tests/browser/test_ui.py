@@ -15,9 +15,9 @@ from tests.browser.ui import PrefectUi
 from tests.live_stack import run_artifacts, unique, wait_until
 from tests.plan_cli import applied, changes, plan_json
 
-# The runs through the UI on the stack `make up` starts; the PostgreSQL stack (basic auth on, as
-# in production) is used for the login test below.
-on_the_make_up_stack = pytest.mark.parametrize("live_stack", ["sqlite"], indirect=True)
+# The runs through the UI on the stack `make up` starts by default: PostgreSQL, here with basic
+# auth on as in production (the `ui` fixture logs in). The login test runs on both stacks.
+on_the_make_up_stack = pytest.mark.parametrize("live_stack", ["postgres"], indirect=True)
 
 
 def _runs_of(api, full_name: str) -> list:
