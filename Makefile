@@ -89,11 +89,11 @@ faults: $(VENV)/.synced  ## the fault matrix; writes its table into docs/reliabi
 	$(PYTEST) -n $(FAULT_WORKERS) --dist loadgroup -m faults tests/faults
 	$(PY) -m tests.faults.matrix
 
-# What CI runs after make test: containers, reliability and the fault matrix in one pytest session,
-# LONG_WORKERS xdist workers taking whole units of work (tests/conftest.py: a stack's tests, a
-# fault cell), longest first. Run one after the other they take about 35 min; most of it is
-# waiting out fault windows, so they share the machine.
-long: $(VENV)/.synced  ## make containers, make reliability and make faults in one session (CI)
+# Containers, reliability and the fault matrix in one pytest session, LONG_WORKERS xdist workers
+# taking whole units of work (tests/conftest.py: a stack's tests, a fault cell), longest first.
+# One after the other they take about 35 min, in one session 28: most of it is waiting out fault
+# windows, so they share the machine.
+long: $(VENV)/.synced  ## make containers, make reliability and make faults in one session
 	scripts/install-test-tools
 	scripts/install-docker
 	rm -rf results/faults
