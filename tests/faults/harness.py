@@ -1,6 +1,7 @@
-"""One cell of the fault matrix, as its test runs it: `make up`, a burst of the product's own runs
-(30 say-hello, 3 compute-squares over a range), the fault at a random moment of the burst (seeded,
-the seed printed), the recovery, then the invariants over every run of the burst:
+"""One cell of the fault matrix, as its test runs it: a stack up (`make up`'s, or the compose stack:
+a Target), a burst of the product's own runs (30 say-hello, 3 compute-squares over a range), the
+fault at a random moment of the burst (seeded, the seed printed), the recovery, then the
+invariants over every run of the burst:
 
 - every run reaches a final state (none lost);
 - each run executed at most once, a COMPLETED one exactly once (the execution records every
