@@ -47,8 +47,12 @@ def test_killed_worker_and_flow_run_become_crashed(api, live_stack, slow_deploym
     assert crashed.state.type == StateType.CRASHED, crashed.state
     assert "ended without reporting a final state" in (crashed.state.message or ""), crashed.state
 
-    # stack/worker_supervisor.py has started a new worker by now, which runs new work.
-    assert supervised_worker_pid(live_stack) not in (None, worker_pid)
+    # stack/worker_supervisor.py starts a new worker (after its backoff), which runs new work.
+    wait_until(
+        lambda: supervised_worker_pid(live_stack) not in (None, worker_pid),
+        60,
+        "the supervisor's new worker",
+    )
     after = run_deployment_and_wait(api, "compute-squares/compute-squares", {"numbers": [3]})
     assert after.state.type == StateType.COMPLETED, after.state.message
     report(
