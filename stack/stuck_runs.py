@@ -30,9 +30,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
-import psutil
 
-from stack.processes import csrf_headers
+from stack.processes import csrf_headers, start_time
 
 NEVER_STARTED = (
     "PENDING for {seconds} s and its process never started: the worker that took the run "
@@ -78,7 +77,7 @@ def record_process(directory: Path, flow_run_id: str, api_url: str) -> Path:
     when the run's process ends."""
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     path = directory / f"{flow_run_id}.{os.getpid()}"
-    record = {"api_url": api_url.rstrip("/"), "started": psutil.Process().create_time()}
+    record = {"api_url": api_url.rstrip("/"), "started": start_time(os.getpid())}
     # Written whole, then renamed: a sweep never reads half a record.
     partial = path.with_name(f"{path.name}.partial")
     partial.write_text(json.dumps(record))
@@ -96,8 +95,7 @@ def sweep_processes(api_url: str, auth_string: str | None, directory: Path) -> l
         return []
     crashed = []
     with _api(api_url, auth_string) as (http, headers):
-        for path, pid in gone:
-            run_id = path.name.split(".", 1)[0]
+        for path, run_id, pid in gone:
             response = http.get(f"/flow_runs/{run_id}", headers=headers)
             if response.status_code == 404:
                 path.unlink(missing_ok=True)
@@ -111,9 +109,9 @@ def sweep_processes(api_url: str, auth_string: str | None, directory: Path) -> l
     return crashed
 
 
-def _records_for(directory: Path, api_url: str) -> Iterator[tuple[Path, int]]:
-    """The records in `directory` for the server at `api_url` whose process is gone, with its
-    pid."""
+def _records_for(directory: Path, api_url: str) -> Iterator[tuple[Path, str, int]]:
+    """The records in `directory` for the server at `api_url` whose process is gone (its pid
+    ended, or names a process started at another time), with their run id and pid."""
     if not directory.is_dir():
         return
     for path in sorted(directory.iterdir()):
@@ -124,17 +122,8 @@ def _records_for(directory: Path, api_url: str) -> Iterator[tuple[Path, int]]:
             record = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        if record.get("api_url") == api_url and not _running(int(pid), record.get("started")):
-            yield path, int(pid)
-
-
-def _running(pid: int, started: float | None) -> bool:
-    """Whether `pid` is still the process that was started at `started` and has not exited."""
-    try:
-        process = psutil.Process(pid)
-        return process.create_time() == started and process.status() != psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return False
+        if record.get("api_url") == api_url and start_time(int(pid)) != record.get("started"):
+            yield path, run_id, int(pid)
 
 
 @contextmanager
