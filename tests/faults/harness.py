@@ -338,11 +338,17 @@ def signal_supervised(run: CellRun, word: str, signum: int) -> tuple[psutil.Proc
     return child, since
 
 
-def supervisor_says(user: UserStack, since: int, words: str) -> str:
-    """The first line the supervisor logged after byte `since` that contains `words`."""
+def logged_line(log_path: Path, since: int, words: str, who: str) -> str:
+    """The first line `log_path` got after byte `since` that contains `words`, once there is one
+    (`who` names the log's writer in a timeout)."""
 
     def line():
-        text = user.stack.worker.log_path.read_bytes()[since:].decode(errors="replace")
+        text = log_path.read_bytes()[since:].decode(errors="replace")
         return next((ln for ln in text.splitlines() if words in ln), None)
 
-    return wait_until(line, 120, f"the supervisor to log {words!r}")
+    return wait_until(line, 120, f"{who} to log {words!r}")
+
+
+def supervisor_says(user: UserStack, since: int, words: str) -> str:
+    """The first line the supervisor logged after byte `since` that contains `words`."""
+    return logged_line(user.stack.worker.log_path, since, words, "the supervisor")

@@ -21,7 +21,7 @@ from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
 from deployments import settings
 from stack.processes import free_port, terminate_then_kill
-from tests.faults.harness import CellRun, UserStack, cell_run, new_user_stack
+from tests.faults.harness import CellRun, UserStack, cell_run, logged_line, new_user_stack
 from tests.faults.matrix import CELLS
 from tests.faults.second_host import SecondHost, second_host
 from tests.live_stack import wait_until
@@ -88,12 +88,8 @@ class RemoteWorker:
     def says(self, since: int, words: str) -> str:
         """The first line of the second host's worker log after byte `since` with `words`,
         without Prefect's timestamp and logger."""
-
-        def line():
-            text = self.log_path.read_bytes()[since:].decode(errors="replace")
-            return next((ln for ln in text.splitlines() if words in ln), None)
-
-        return wait_until(line, 120, f"the second host's worker to log {words!r}").split(" - ")[-1]
+        line = logged_line(self.log_path, since, words, "the second host's worker")
+        return line.split(" - ")[-1]
 
 
 def running_runs(run: CellRun) -> list:
