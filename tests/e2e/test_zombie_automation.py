@@ -37,9 +37,9 @@ def test_the_zombie_automation_is_applied_once(api, live_stack) -> None:
 
 def test_flow_runs_beat_at_least_three_times_within_the_automation_window(api, live_stack) -> None:
     """A flow-run process inherits the environment of the worker that starts it, so the worker's
-    heartbeat setting is the rate its runs beat at. The automation arms on a run's first beat and
-    fires after its window without one: the window must hold three beats, so that one late beat
-    is not a crash, and the runs must beat at all, or it never arms."""
+    heartbeat setting is the rate its runs beat at. The automation fires when a window passes
+    without a beat: the window must hold three beats, so that one late beat is not a crash, and
+    the runs must beat at all, or every run would be crashed."""
     worker = supervised_worker_pid(live_stack)
     assert worker is not None, live_stack.worker.log_tail(30)
     environment = _environment(worker)

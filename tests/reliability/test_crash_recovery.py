@@ -15,7 +15,7 @@ import pytest
 from prefect.client.schemas.objects import StateType
 
 from deployments import settings
-from tests.deployed_flows import flow_run_heartbeats, supervised_worker_pid
+from tests.deployed_flows import supervised_worker_pid
 from tests.live_stack import run_deployment_and_wait, wait_for_final_state, wait_until
 from tests.reports import report
 
@@ -30,8 +30,6 @@ def test_killed_worker_and_flow_run_become_crashed(api, live_stack, slow_deploym
         return run if run.state.type == StateType.RUNNING and run.infrastructure_pid else None
 
     run = wait_until(running_with_pid, 120, "the slow run to be RUNNING")
-    # The automation arms on the first heartbeat, sent as the run's process starts.
-    wait_until(lambda: flow_run_heartbeats(api, flow_run.id), 30, "the run's first heartbeat event")
 
     flow_run_pid = int(run.infrastructure_pid.rsplit(":", 1)[-1])
     worker_pid = supervised_worker_pid(live_stack)
