@@ -4,11 +4,13 @@
     python -m deployments apply [--prune] [--adopt]    # make the server match prefect.yaml
     python -m deployments check                        # prefect.yaml and its entrypoints only
     python -m deployments import                       # declare what the server has, unowned
+    python -m deployments snapshot --output FILE       # the server as plan reads it, no secret
+    python -m deployments plan --snapshot FILE         # plan against that file, no server
 
 All take `--prefect-file PATH` (default: prefect.yaml) and reach the server through
-PREFECT_API_URL and PREFECT_API_AUTH_STRING, like every Prefect client. plan and apply take
-`--wait-for-server SECONDS`: a server that is still starting gets that long to answer (the compose
-deploy jobs wait for the server, or the load balancer, this way).
+PREFECT_API_URL and PREFECT_API_AUTH_STRING, like every Prefect client. plan, apply and snapshot
+take `--wait-for-server SECONDS`: a server that is still starting gets that long to answer (the
+compose deploy jobs wait for the server, or the load balancer, this way).
 
 Exit codes, as Terraform's `plan -detailed-exitcode`: plan exits 0 when the server matches,
 2 when there are changes, 1 on an error (a broken prefect.yaml, an unreachable server, a
@@ -34,6 +36,7 @@ from deployments.check import check_spec
 from deployments.image_tag import image_tag
 from deployments.importing import import_objects
 from deployments.plan import render
+from deployments.snapshot import plan_from_snapshot, snapshot
 from deployments.spec import SpecError
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
@@ -60,19 +63,26 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--prefect-file", type=Path, default=settings.PREFECT_YAML)
-    prune = argparse.ArgumentParser(add_help=False)
-    prune.add_argument(
-        "--prune", action="store_true", help="delete owned objects no longer declared"
-    )
-    prune.add_argument(
+    wait = argparse.ArgumentParser(add_help=False)
+    wait.add_argument(
         "--wait-for-server",
         type=_seconds,
         default=0,
         metavar="SECONDS",
         help="wait this long for the server to answer first (default: not at all)",
     )
+    prune = argparse.ArgumentParser(add_help=False, parents=[wait])
+    prune.add_argument(
+        "--prune", action="store_true", help="delete owned objects no longer declared"
+    )
     show = commands.add_parser("plan", parents=[common, prune], help="show what apply would do")
     show.add_argument("--json", action="store_true", help="the plan as JSON, for CI")
+    show.add_argument(
+        "--snapshot",
+        type=Path,
+        metavar="FILE",
+        help="compare with this snapshot instead of the server (reads no server)",
+    )
     change = commands.add_parser("apply", parents=[common, prune], help="apply prefect.yaml")
     change.add_argument(
         "--adopt",
@@ -80,6 +90,12 @@ def _parser() -> argparse.ArgumentParser:
         help="take over declared names that exist without the ownership tag",
     )
     commands.add_parser("check", parents=[common], help="check prefect.yaml and its entrypoints")
+    take = commands.add_parser(
+        "snapshot",
+        parents=[common, wait],
+        help="write the server as plan reads it, without secret values, for plan --snapshot",
+    )
+    take.add_argument("--output", type=Path, required=True, metavar="FILE")
     commands.add_parser(
         "import",
         parents=[common],
@@ -105,8 +121,16 @@ def _run(args: argparse.Namespace) -> int:
             print(f"Set {names} (the secrets' values) before apply; they are not in the file.")
         print("Review the file, then `python -m deployments apply --adopt` takes them over.")
         return EXIT_OK
+    if args.command == "snapshot":
+        taken = asyncio.run(snapshot(args.prefect_file, args.wait_for_server))
+        args.output.write_text(taken.to_json())
+        print(f"Wrote the {taken.label} to {args.output}")
+        return EXIT_OK
     if args.command == "plan":
-        result = asyncio.run(plan(args.prefect_file, args.prune, args.wait_for_server))
+        if args.snapshot:
+            result = asyncio.run(plan_from_snapshot(args.prefect_file, args.snapshot, args.prune))
+        else:
+            result = asyncio.run(plan(args.prefect_file, args.prune, args.wait_for_server))
         print(result.to_json() if args.json else render(result))
         if result.conflicts:
             print("error: conflicts: apply would stop (see above)", file=sys.stderr)

@@ -56,13 +56,18 @@ async def _wait_for_server(client: PrefectClient, wait_s: float) -> None:
         await asyncio.sleep(SERVER_POLL_S)
 
 
-async def _plan(
-    client: PrefectClient, path: Path, prune: bool, wait_s: float
-) -> tuple[ServerView, Plan]:
+async def read_server(client: PrefectClient, path: Path, wait_s: float) -> ServerView:
+    """Check the prefect file, wait up to `wait_s` for the server to answer, and read it."""
     check_spec(path)
     declarations = load_declarations(path)
     await _wait_for_server(client, wait_s)
-    view = await read_view(client, declarations)
+    return await read_view(client, declarations)
+
+
+async def _plan(
+    client: PrefectClient, path: Path, prune: bool, wait_s: float
+) -> tuple[ServerView, Plan]:
+    view = await read_server(client, path, wait_s)
     return view, make_plan(view, str(client.api_url), prune)
 
 

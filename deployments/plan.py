@@ -15,7 +15,7 @@ from typing import Any
 
 from deployments.declarations import Declarations
 from deployments.kinds import KINDS
-from deployments.kinds.base import SECRET, Fields, Kind, Ownership, ServerObject, Skipped
+from deployments.kinds.base import SECRET, WITHHELD, Fields, Kind, Ownership, ServerObject, Skipped
 from deployments.record import digest, other_projects_ids, read_record
 from deployments.source import repository_source
 from deployments.view import ServerView
@@ -104,11 +104,11 @@ def field_changes(
     secrets = kind.secret_fields(key, declared)
     changes = []
     for name, value in declared.items():
-        if server.get(name) == value:
+        secret = name in secrets
+        if server.get(name) == value or (secret and server.get(name) == WITHHELD):
             continue
         recorded = (applied or {}).get(name)
         drift = recorded is not None and digest(server.get(name)) != recorded
-        secret = name in secrets
         changes.append(
             FieldChange(
                 name, _shown(server.get(name), secret), _shown(value, secret), drift and not secret

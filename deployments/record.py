@@ -130,15 +130,26 @@ async def _record_variables(client: PrefectClient) -> list[dict]:
     return await every_page(page, lambda variable: variable["id"])
 
 
+async def record_owners(client: PrefectClient) -> list[str]:
+    """The owner slugs that have a record on the server (its pointer; parts are skipped)."""
+    owners = []
+    for variable in await _record_variables(client):
+        value = variable["value"]
+        if isinstance(value, dict) and value.get("format") == FORMAT:
+            owners.append(variable["name"][len(RECORD_PREFIX) :])
+    return owners
+
+
+def record_ids(record: Record) -> set[str]:
+    """The ids a record lists."""
+    return {entry["id"] for kind in record.values() for entry in kind.values() if entry.get("id")}
+
+
 async def other_projects_ids(client: PrefectClient, owner_slug: str) -> set[str]:
     """The ids every other project's applied record lists: theirs, never this project's to take
     over."""
     ids: set[str] = set()
-    for variable in await _record_variables(client):
-        slug = variable["name"][len(RECORD_PREFIX) :]
-        value = variable["value"]
-        if slug == owner_slug or not isinstance(value, dict) or value.get("format") != FORMAT:
-            continue  # this project's record, or a part of one
-        record = (await read_record(client, slug)).record
-        ids |= {entry["id"] for kind in record.values() for entry in kind.values()}
+    for slug in await record_owners(client):
+        if slug != owner_slug:
+            ids |= record_ids((await read_record(client, slug)).record)
     return ids

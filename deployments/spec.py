@@ -22,7 +22,9 @@ from prefect.client.schemas.schedules import CronSchedule, IntervalSchedule, RRu
 from prefect.flows import load_flow_from_entrypoint
 from prefect.types._datetime import parse_datetime
 from prefect.utilities.templating import (
+    PlaceholderType,
     apply_values,
+    find_placeholders,
     resolve_block_document_references,
     resolve_variables,
 )
@@ -251,13 +253,36 @@ def load_deployments(
     return specs
 
 
+SERVER_PLACEHOLDERS = {PlaceholderType.BLOCK_DOCUMENT, PlaceholderType.VARIABLE}
+
+
+def _server_placeholders(value: Any) -> set[str]:
+    """The `{{ prefect.blocks.* }}` and `{{ prefect.variables.* }}` placeholders in `value`."""
+    if isinstance(value, dict):
+        return {p for item in value.values() for p in _server_placeholders(item)}
+    if isinstance(value, list):
+        return {p for item in value for p in _server_placeholders(item)}
+    if isinstance(value, str):
+        return {p.name for p in find_placeholders(value) if p.type in SERVER_PLACEHOLDERS}
+    return set()
+
+
 async def resolve_deployments(
-    client: PrefectClient, path: Path = settings.PREFECT_YAML
+    client: PrefectClient | None, path: Path = settings.PREFECT_YAML
 ) -> list[DeploymentSpec]:
     """As `prefect deploy` reads them: block references and `{{ prefect.variables.* }}` resolved
-    on the server first, then the environment's `{{ $VAR }}` placeholders."""
+    on the server first, then the environment's `{{ $VAR }}` placeholders. Without a client (a
+    plan from a snapshot) a deployment that needs the server's values is an error."""
     items = []
-    for item in load_raw(path)["deployments"]:
+    for index, item in enumerate(load_raw(path)["deployments"]):
+        if client is None:
+            if needed := _server_placeholders(item):
+                raise SpecError(
+                    f"{path.name}: deployments[{index}] reads {', '.join(sorted(needed))} from "
+                    "the server, which a plan from a snapshot cannot: plan against the server"
+                )
+            items.append(item)
+            continue
         item = await resolve_block_document_references(item, client=client)
         items.append(await resolve_variables(item, client=client))
     return load_deployments(path, items)

@@ -15,7 +15,7 @@ from deployments.spec import OWNER_TAG_PREFIX
 
 @dataclass
 class ServerView:
-    client: PrefectClient
+    client: PrefectClient | None  # None for a plan from a snapshot (deployments/snapshot.py)
     declarations: Declarations
     record: Record
     applied_from: str | None = None  # the repository the record was applied from

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 Fields = dict[str, Any]
 
 SECRET = "(secret)"  # what plan, --json and logs show in place of a secret value
+WITHHELD = "(withheld)"  # a secret value in a snapshot (deployments/snapshot.py): not known
 
 
 class Ownership(enum.Enum):
