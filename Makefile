@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 TEST_WORKERS ?= 3
 RELIABILITY_WORKERS ?= 2
 FAULT_WORKERS ?= 3
-LONG_WORKERS ?= 4
+LONG_WORKERS ?= 5
 # uv installs the lock file; bootstrapped with pip when the machine has none.
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 export DO_NOT_TRACK := 1
@@ -89,10 +89,10 @@ faults: $(VENV)/.synced  ## the fault matrix; writes its table into docs/reliabi
 	$(PYTEST) -n $(FAULT_WORKERS) --dist loadgroup -m faults tests/faults
 	$(PY) -m tests.faults.matrix
 
-# Containers, reliability and the fault matrix in one pytest session, LONG_WORKERS xdist workers
-# taking whole units of work (tests/conftest.py: a stack's tests, a fault cell), longest first.
-# One after the other they take about 35 min, in one session 28: most of it is waiting out fault
-# windows, so they share the machine.
+# Containers, reliability and the fault matrix in one pytest session (what CI runs after make
+# test), LONG_WORKERS xdist workers taking whole units of work (tests/conftest.py: a stack's
+# tests, a fault cell), longest first. Most of it is waiting out fault windows, so more workers
+# than cores share the machine (docs/testing.md has the CPUs' busy share).
 long: $(VENV)/.synced  ## make containers, make reliability and make faults in one session
 	scripts/install-test-tools
 	scripts/install-docker

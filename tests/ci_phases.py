@@ -1,5 +1,6 @@
 """The CI timing table of docs/testing.md: `.ci/run` records how long each of its phases took
-(results/ci-phases.tsv, one `phase<TAB>seconds` line each) and then runs
+and how busy the machine's CPUs were meanwhile (results/ci-phases.tsv, one
+`phase<TAB>seconds<TAB>busy percent` line each) and then runs
 `python -m tests.ci_phases`, which writes them between the doc's markers (bench/doc_block.py)."""
 
 from __future__ import annotations
@@ -23,17 +24,19 @@ def minutes(seconds: int) -> str:
     return f"{seconds // 60} min {seconds % 60} s"
 
 
-def render(phases: list[tuple[str, int]]) -> str:
-    total = sum(seconds for _, seconds in phases)
-    rows = ["| phase | time | budget |", "| --- | --- | --- |"]
-    for name, seconds in [*phases, (".ci/run", total)]:
+def render(phases: list[tuple[str, int, int]]) -> str:
+    """`phases`: name, seconds and the CPUs' busy percentage of each, in order."""
+    total = sum(seconds for _, seconds, _ in phases)
+    busy = round(sum(seconds * percent for _, seconds, percent in phases) / max(total, 1))
+    rows = ["| phase | time | CPUs busy | budget |", "| --- | --- | --- | --- |"]
+    for name, seconds, percent in [*phases, (".ci/run", total, busy)]:
         budget = BUDGETS_S.get(name)
         verdict = (
             "–"
             if budget is None
             else f"{minutes(budget)}: " + ("within" if seconds <= budget else "OVER")
         )
-        rows.append(f"| `{name}` | {minutes(seconds)} | {verdict} |")
+        rows.append(f"| `{name}` | {minutes(seconds)} | {percent} % | {verdict} |")
     machine = f"{os.cpu_count()} cores, Python {platform.python_version()}, {platform.machine()}"
     return (
         f"`CI=true bash .ci/run` in a fresh clone on {machine}, the Docker engine and base "
@@ -43,7 +46,8 @@ def render(phases: list[tuple[str, int]]) -> str:
 
 def main() -> int:
     lines = [line.split("\t") for line in PHASES.read_text().splitlines() if line.strip()]
-    write_block(DOC, DOC_BLOCK, render([(name, int(seconds)) for name, seconds in lines]))
+    phases = [(name, int(seconds), int(busy)) for name, seconds, busy in lines]
+    write_block(DOC, DOC_BLOCK, render(phases))
     print(f"written: {DOC}")
     return 0
 
