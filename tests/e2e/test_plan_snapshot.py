@@ -4,16 +4,22 @@ snapshot.py). The snapshot holds no secret value."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+import json
+from collections.abc import Callable, Iterator
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
+from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
 
-from deployments.spec import OWNER_TAG_PREFIX
+from deployments.apply import plan
+from deployments.snapshot import plan_from_snapshot
+from deployments.spec import OWNER_TAG_PREFIX, SpecError
 from stack.local import LocalStack
 from stack.processes import free_port
 from tests.live_stack import stack_client
-from tests.plan_cli import WEBHOOK_ENV, applied, cli, edited_prefect_yaml, plan_json, server_only
+from tests.plan_cli import WEBHOOK_ENV, applied, cli, edited_prefect_yaml, server_only
 
 
 @pytest.fixture(scope="module")
@@ -30,19 +36,38 @@ def server(tmp_path_factory) -> Iterator[LocalStack]:
 
 @pytest.fixture(scope="module")
 def snapshot_file(server, tmp_path_factory) -> Path:
+    """Taken as main's job takes it: the CLI, with the server's credentials."""
     path = tmp_path_factory.mktemp("snapshot") / "server-snapshot.json"
     result = cli(server, "snapshot", "--output", str(path))
     assert result.returncode == 0, result.stdout + result.stderr
     return path
 
 
-def offline() -> dict[str, str]:
-    """An environment in which no server answers: a plan that tried one would fail."""
-    return {"PREFECT_API_URL": f"http://127.0.0.1:{free_port()}/api", "PREFECT_API_AUTH_STRING": ""}
+@pytest.fixture
+def stack_environment(server, monkeypatch) -> None:
+    """This process reads the declarations as the CLI does: the stack's variables (its pool's
+    name) and the webhook's."""
+    for name, value in {**server.env, **WEBHOOK_ENV}.items():
+        monkeypatch.setenv(name, value)
 
 
-def without_server(plan: dict) -> dict:
-    return {key: value for key, value in plan.items() if key != "server"}
+def no_server() -> dict:
+    """Settings under which no server answers: a plan that tried one would fail."""
+    return {PREFECT_API_URL: f"http://127.0.0.1:{free_port()}/api", PREFECT_API_AUTH_STRING: ""}
+
+
+def live_plan(server: LocalStack, path: Path, prune: bool) -> dict:
+    with temporary_settings({PREFECT_API_URL: server.api_url}):
+        return asdict(asyncio.run(plan(path, prune)))
+
+
+def snapshot_plan(path: Path, snapshot: Path, prune: bool) -> dict:
+    with temporary_settings(no_server()):
+        return asdict(asyncio.run(plan_from_snapshot(path, snapshot, prune)))
+
+
+def _main(raw: dict) -> None:
+    """prefect.yaml as it is."""
 
 
 def _rename_owner(raw: dict) -> None:
@@ -65,45 +90,43 @@ def _edit_declarations(raw: dict) -> None:
 
 @pytest.mark.parametrize(
     ("edit", "prune"),
-    [(None, False), (_edit_declarations, True), (_rename_owner, False)],
-    ids=["main", "edited-with-prune", "renamed-owner"],
+    [(_main, False), (_main, True), (_edit_declarations, True), (_rename_owner, False)],
+    ids=["main", "main-with-prune", "edited-with-prune", "renamed-owner"],
 )
 def test_a_plan_from_the_snapshot_is_the_plan_against_the_server(
-    server, snapshot_file, tmp_path, edit, prune
+    server, snapshot_file, stack_environment, tmp_path, edit: Callable[[dict], None], prune: bool
 ) -> None:
-    args = ["--prefect-file", str(edited_prefect_yaml(tmp_path, edit))] if edit else []
-    args += ["--prune"] if prune else []
-    live_code, live = plan_json(server, *args, **WEBHOOK_ENV)
-    snapshot = ["--snapshot", str(snapshot_file)]
-    code, planned = plan_json(server, *args, *snapshot, **offline(), **WEBHOOK_ENV)
-    assert (code, without_server(planned)) == (live_code, without_server(live))
+    path = edited_prefect_yaml(tmp_path, edit)
+    live = live_plan(server, path, prune)
+    planned = snapshot_plan(path, snapshot_file, prune)
     assert planned["server"].startswith(f"snapshot of {server.api_url}")
-    assert live_code != 0, live  # the pause, at least
+    assert {**planned, "server": None} == {**live, "server": None}
+    assert live["changes"], live  # the pause at least: a plan with something to compare
 
 
-def test_the_snapshot_holds_no_secret_and_plans_none_as_changed(server, snapshot_file) -> None:
+def test_the_snapshot_holds_no_secret_and_plans_none_as_changed(
+    snapshot_file, stack_environment, tmp_path
+) -> None:
     assert WEBHOOK_ENV["FAILURE_WEBHOOK_TOKEN"] not in snapshot_file.read_text()
-    _, planned = plan_json(server, "--snapshot", str(snapshot_file), **offline(), **WEBHOOK_ENV)
+    declared = json.loads(snapshot_file.read_text())["objects"]["block"]
+    assert declared, "the snapshot holds the blocks"
+    planned = snapshot_plan(edited_prefect_yaml(tmp_path, _main), snapshot_file, False)
     assert not [c for c in planned["changes"] if c["kind"] == "block"], planned["changes"]
 
 
+def test_the_cli_plans_from_the_snapshot_with_no_server_to_reach(server, snapshot_file) -> None:
+    unreachable = f"http://127.0.0.1:{free_port()}/api"
+    result = cli(server, "plan", "--snapshot", str(snapshot_file), PREFECT_API_URL=unreachable)
+    assert result.returncode == 2, result.stdout + result.stderr  # the paused deployment
+    assert f"Plan against snapshot of {server.api_url}" in result.stdout, result.stdout
+    assert "paused (drift)" in result.stdout, result.stdout
+
+
 def test_a_deployment_that_reads_the_server_cannot_be_planned_from_a_snapshot(
-    server, snapshot_file, tmp_path
+    snapshot_file, tmp_path
 ) -> None:
     def read_a_variable(raw: dict) -> None:
         raw["deployments"][0]["description"] = "{{ prefect.variables.squares_chunk_size }}"
 
-    path = edited_prefect_yaml(tmp_path, read_a_variable)
-    result = cli(server, "plan", "--prefect-file", str(path), "--snapshot", str(snapshot_file))
-    assert result.returncode == 1, result.stdout
-    assert "prefect.variables.squares_chunk_size" in result.stderr, result.stderr
-    assert "plan against the server" in result.stderr
-
-
-@pytest.mark.parametrize("content", ["{not json", '{"format": 0}'])
-def test_a_file_that_is_no_snapshot_is_named(server, tmp_path, content) -> None:
-    path = tmp_path / "snapshot.json"
-    path.write_text(content)
-    result = cli(server, "plan", "--snapshot", str(path), **offline())
-    assert result.returncode == 1, result.stdout
-    assert str(path) in result.stderr and "Traceback" not in result.stderr, result.stderr
+    with pytest.raises(SpecError, match=r"prefect\.variables\.squares_chunk_size.*against the"):
+        snapshot_plan(edited_prefect_yaml(tmp_path, read_a_variable), snapshot_file, False)

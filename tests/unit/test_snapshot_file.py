@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from deployments.snapshot import Snapshot, without_credentials
+from deployments.snapshot import Snapshot, SnapshotError, without_credentials
 
 
 @pytest.mark.parametrize(
@@ -32,3 +32,11 @@ def test_a_snapshot_reads_back_as_it_was_written(tmp_path) -> None:
     assert Snapshot.load(path) == taken
     assert Snapshot.load(path).others_ids("another-project") == {"1"}
     assert Snapshot.load(path).others_ids("project") == set()
+
+
+@pytest.mark.parametrize("content", ["{not json", '{"format": 0}', '{"format": 1}'])
+def test_a_file_that_is_no_snapshot_is_named(tmp_path, content: str) -> None:
+    path = tmp_path / "snapshot.json"
+    path.write_text(content)
+    with pytest.raises(SnapshotError, match=str(path)):
+        Snapshot.load(path)
