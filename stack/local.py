@@ -2,6 +2,10 @@
 embedded SQLite), the Prefect server, the process pool, the deployments from prefect.yaml and one
 process worker with its warm launcher.
 
+The server listens on loopback only. With PREFECT_SERVER_API_HOST beyond loopback, other machines
+reach it over HTTPS alone, through stack/tls_proxy.py on that address (TLS_PORT), with basic
+auth on; without a certificate (`make certs`) `up` refuses to start.
+
     python -m stack up      # what `make up` runs; a second `up` is harmless
     python -m stack down    # stops exactly what `up` started, by recorded process id
     python -m stack status
@@ -11,9 +15,11 @@ The tests start the same stack on a free port in a temporary directory.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator, Mapping
@@ -36,6 +42,7 @@ from stack.processes import (
 )
 
 PREFECT = str(Path(sys.executable).with_name("prefect"))  # the venv's CLI
+LOOPBACK = "127.0.0.1"
 DATABASE_URL_ENV = "PREFECT_SERVER_DATABASE_CONNECTION_URL"
 # The stack's worker, as the pool's worker list names it.
 WORKER_NAME = "local-worker"
@@ -43,6 +50,16 @@ WORKER_NAME = "local-worker"
 
 class StackError(RuntimeError):
     """A step of bringing the stack up failed; the message says which and where to look."""
+
+
+def is_loopback(host: str) -> bool:
+    """Whether `host` is this machine's loopback (a name other than localhost counts as beyond)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class LocalStack:
@@ -63,11 +80,17 @@ class LocalStack:
         worker_health_port: int | None = None,
         config: settings.Settings | None = None,
         database: str | None = None,
+        tls_port: int | None = None,
     ) -> None:
         self.config = config or settings.current()
         self.state_dir = Path(state_dir or self.config.local_state_dir)
         self.host = host or self.config.server_host
         self.port = port or self.config.server_port
+        # Beyond loopback: the server on loopback, HTTPS on the host through the TLS proxy.
+        self.exposed = not is_loopback(self.host)
+        self.server_host = LOOPBACK if self.exposed else self.host
+        self.tls_port = tls_port or self.config.tls_port
+        self.tls_proxy = ManagedProcess("tls-proxy", self.state_dir)
         self.pool_name = pool_name or self.config.work_pool_name
         self.server = ManagedProcess("server", self.state_dir)
         self.worker = ManagedProcess("worker", self.state_dir)
@@ -83,11 +106,25 @@ class LocalStack:
 
     @property
     def api_url(self) -> str:
-        return f"http://{self.host}:{self.port}/api"
+        """The server's address on this machine."""
+        return f"http://{self.server_host}:{self.port}/api"
 
     @property
     def ui_url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"http://{self.server_host}:{self.port}"
+
+    @property
+    def public_url(self) -> str | None:
+        """The HTTPS address other machines use (None on loopback only): the host's name when
+        it listens on every address."""
+        if not self.exposed:
+            return None
+        try:
+            every_address = ipaddress.ip_address(self.host).is_unspecified
+        except ValueError:  # a name
+            every_address = False
+        host = socket.gethostname() if every_address else self.host
+        return f"https://{f'[{host}]' if ':' in host else host}:{self.tls_port}"
 
     @property
     def env(self) -> dict[str, str]:
@@ -99,8 +136,10 @@ class LocalStack:
             **self.config.worker_env(),
             "PREFECT_HOME": str(self.state_dir / "home"),
             "PREFECT_API_URL": self.api_url,
-            "PREFECT_SERVER_API_HOST": self.host,
+            "PREFECT_SERVER_API_HOST": self.server_host,
             "PREFECT_SERVER_API_PORT": str(self.port),
+            # The UI asks for the API at the address it was loaded from (loopback or HTTPS).
+            **({"PREFECT_SERVER_UI_API_URL": "/api"} if self.exposed else {}),
             settings.POOL_NAME_ENV: self.pool_name,
             **self._database_env,
             **self._auth_env,
@@ -203,10 +242,64 @@ class LocalStack:
         return self.server.is_running() and self.server_ready()
 
     def _refuse_a_taken_port(self) -> None:
-        if not port_is_free(self.host, self.port):
+        if not port_is_free(self.server_host, self.port):
             raise StackError(
-                f"port {self.port} on {self.host} is already in use by another program; stop "
-                f"it or choose another port with PREFECT_SERVER_API_PORT=<port>"
+                f"port {self.port} on {self.server_host} is already in use by another program; "
+                f"stop it or choose another port with PREFECT_SERVER_API_PORT=<port>"
+            )
+        proxy_port_taken = self.exposed and not port_is_free(self.host, self.tls_port)
+        if proxy_port_taken and not self.tls_proxy.is_running():
+            raise StackError(
+                f"port {self.tls_port} on {self.host} (HTTPS for other machines) is already in "
+                f"use by another program; stop it or choose another with TLS_PORT=<port>"
+            )
+
+    def _refuse_exposure_without_tls(self) -> None:
+        """Beyond loopback only over HTTPS and with credentials: the server's one credential
+        is full admin access, and must not cross the network in clear."""
+        if not self.exposed:
+            return
+        files = (self.config.tls_cert_file, self.config.tls_key_file)
+        missing = [path for path in files if not path.is_file()]
+        if missing:
+            raise StackError(
+                f"PREFECT_SERVER_API_HOST={self.host} serves other machines, which `make up` "
+                f"does over HTTPS only, and there is no {' or '.join(map(str, missing))}: run "
+                f'`make certs NAMES="<the names and addresses clients use>"`, or set '
+                f"TLS_CERT_FILE and TLS_KEY_FILE to your own; or keep it on loopback"
+            )
+        if not self.auth_string:
+            raise StackError(
+                f"PREFECT_SERVER_API_HOST={self.host} serves other machines, which needs basic "
+                f"auth: run `make up` (it turns it on), or pass the stack an auth string"
+            )
+
+    def start_tls_proxy(self) -> None:
+        """HTTPS on the host for other machines, in front of the server on loopback."""
+        if not self.exposed or self.tls_proxy.is_running():
+            return
+        self.tls_proxy.stop(settings.STOP_TIMEOUT_S)  # a recorded proxy that is not running
+        self.tls_proxy.start(
+            [
+                sys.executable, "-m", "stack.tls_proxy",
+                "--listen", f"{self.host}:{self.tls_port}",
+                "--to", f"{self.server_host}:{self.port}",
+                "--cert", str(self.config.tls_cert_file),
+                "--key", str(self.config.tls_key_file),
+            ],
+            self.env,
+            cwd=settings.REPO_ROOT,
+        )  # fmt: skip
+
+        def listening_or_exited() -> bool:
+            return not port_is_free(self.host, self.tls_port) or not self.tls_proxy.is_running()
+
+        poll_until(listening_or_exited, settings.STARTUP_TIMEOUT_S)
+        if not self.tls_proxy.is_running() or port_is_free(self.host, self.tls_port):
+            self.tls_proxy.stop(settings.STOP_TIMEOUT_S)
+            raise StackError(
+                f"the TLS proxy did not listen on {self.host}:{self.tls_port}; see "
+                f"{self.tls_proxy.log_path}:\n{self.tls_proxy.log_tail()}"
             )
 
     def start_server(self) -> None:
@@ -215,7 +308,7 @@ class LocalStack:
         self.server.stop(settings.STOP_TIMEOUT_S)  # a recorded server that is not ready
         self._refuse_a_taken_port()
         self.server.start(
-            [PREFECT, "server", "start", "--host", self.host, "--port", str(self.port)],
+            [PREFECT, "server", "start", "--host", self.server_host, "--port", str(self.port)],
             self.env,
             cwd=settings.REPO_ROOT,
         )
@@ -320,14 +413,18 @@ class LocalStack:
     def up(self, with_worker: bool = True) -> None:
         """What `make up` runs. The worker starts while the deployments are applied (it creates
         a missing pool itself, which apply then completes): each of these processes spends its
-        first 3 s of CPU importing Prefect."""
+        first 3 s of CPU importing Prefect. Beyond loopback the TLS proxy starts after the
+        server."""
+        self._refuse_exposure_without_tls()  # before anything starts
         if not self.server.is_running():
-            self._refuse_a_taken_port()  # before anything starts
+            self._refuse_a_taken_port()
         started_database = self.start_database()
         try:
             self.start_server()
+            self.start_tls_proxy()
         except StackError:
             if started_database:  # a failed `up` leaves nothing running
+                self.server.stop(settings.STOP_TIMEOUT_S)
                 self.local_database.stop()
             raise
         launched = with_worker and not self.worker.is_running()
@@ -354,6 +451,7 @@ class LocalStack:
     def down(self) -> None:
         # The worker first: a worker whose server is gone may ignore SIGTERM for a while.
         self.worker.stop(settings.STOP_TIMEOUT_S)
+        self.tls_proxy.stop(settings.STOP_TIMEOUT_S)
         self.server.stop(settings.STOP_TIMEOUT_S)
         # Also after `make up` ran it and a later setting turned to SQLite.
         (self.local_database or LocalDatabase(self.state_dir)).stop()
@@ -405,6 +503,12 @@ Stop everything with: make down"""
             f"Basic auth is on: user 'admin', password in {stack.state_dir / 'auth-string'}; "
             'clients need PREFECT_API_AUTH_STRING="$(cat <that file>)".'
         )
+    if stack.public_url:
+        ca = stack.config.tls_cert_file.with_name("ca.pem")
+        print(
+            f"Other machines: {stack.public_url} (HTTPS only; UI and API/api). Their clients "
+            f"trust the CA: SSL_CERT_FILE=<a copy of {ca}>."
+        )
 
 
 def _process_line(process: ManagedProcess, running: str) -> str:
@@ -429,6 +533,8 @@ def status_lines(stack: LocalStack) -> list[str]:
         database_pid = stack.local_database.pid
         lines.append(f"database: {f'running, pid {database_pid}' if database_pid else 'stopped'}")
     lines.append(_process_line(stack.worker, "running"))
+    if stack.exposed or stack.tls_proxy.pid:
+        lines.append(_process_line(stack.tls_proxy, "running") + f" ({stack.public_url})")
     lines.append(_disk_line(stack.state_dir))
     return lines
 
@@ -456,7 +562,9 @@ def main(argv: list[str]) -> int:
     except settings.SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    auth_string = local_auth_string(config.local_state_dir) if config.auth else None
+    beyond_loopback = not is_loopback(config.server_host)  # then always with credentials
+    auth = config.auth or beyond_loopback
+    auth_string = local_auth_string(config.local_state_dir) if auth else None
     stack = LocalStack(auth_string=auth_string, config=config)
     if command == "up":
         try:

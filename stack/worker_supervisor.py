@@ -37,6 +37,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -80,6 +81,22 @@ def server_is_ready(api_url: str | None) -> bool:
     if not api_url:
         return True
     return http_ok(f"{api_url.rstrip('/')}/ready", timeout_s=SERVER_READY_TIMEOUT_S)
+
+
+def untrusted_certificate(api_url: str | None) -> str | None:
+    """Why this machine does not trust the server's certificate (an https API URL only); None
+    when it does, or when nothing answers yet (the worker waits for the server then)."""
+    if not api_url or not api_url.startswith("https://"):
+        return None
+    try:
+        httpx.get(f"{api_url.rstrip('/')}/ready", timeout=SERVER_READY_TIMEOUT_S)
+    except httpx.HTTPError as exc:
+        cause: BaseException | None = exc
+        while cause is not None:
+            if isinstance(cause, ssl.SSLCertVerificationError):
+                return cause.verify_message or str(cause)
+            cause = cause.__cause__ or cause.__context__
+    return None
 
 
 class Supervisor:
@@ -279,6 +296,14 @@ def main(argv: list[str]) -> int:
         log(
             f"error: port {port} for the worker's health endpoint is in use; choose another "
             f"with {settings.HEALTH_PORT_ENV}=<port>"
+        )
+        return 2
+    untrusted = untrusted_certificate(config.api_url)
+    if untrusted:
+        log(
+            f"error: the server at {config.api_url} presented a certificate this machine does "
+            f"not trust ({untrusted}): set SSL_CERT_FILE to the certificate authority that "
+            "issued it (for `make up`'s server, a copy of its certs/ca.pem), then start again"
         )
         return 2
     return Supervisor(argv, config).run()

@@ -47,7 +47,7 @@ from stack.local import LocalStack
 from stack.processes import MARK_ENV, poll_until, stack_token
 from tests.faults.matrix import Cell, Outcome
 from tests.live_stack import run_deployment_and_wait, stack_client, state_directory, wait_until
-from tests.make_targets import make, make_env
+from tests.make_targets import make, make_env, stack_of
 
 SAY_HELLO = "say-hello/greeting-schedule"
 SQUARES = "compute-squares/compute-squares"
@@ -88,13 +88,7 @@ class UserStack:
     @property
     def stack(self) -> LocalStack:
         """The stack as `python -m stack` sees it under this environment."""
-        return LocalStack(
-            state_dir=self.state_dir,
-            host=self.env.get("PREFECT_SERVER_API_HOST"),
-            port=int(self.env["PREFECT_SERVER_API_PORT"]),
-            pool_name=self.env[settings.POOL_NAME_ENV],
-            worker_health_port=int(self.env[settings.HEALTH_PORT_ENV]),
-        )
+        return stack_of(self.env)
 
     def make(self, target: str) -> subprocess.CompletedProcess[str]:
         return make(target, self.env)

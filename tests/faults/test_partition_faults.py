@@ -1,9 +1,9 @@
 """Fault-matrix cells (tests/faults/matrix.py): a worker on a second host (a network namespace,
-tests/faults/second_host.py) cut off from the server for 20 s, then, in a cell of its own, for
-120 s: longer than the zombie window. `make up` runs the database, the server (on this machine's
-end of the pair) and the deployments, with no worker of its own (LOCAL_WORKER=0); the supervised
-worker, its warm launcher and every run of the burst run on the second host, as the README's
-"Workers on other machines" starts them."""
+tests/second_host.py) cut off from the server for 20 s, then, in a cell of its own, for 120 s:
+longer than the zombie window. `make up` runs the database, the server (reached over HTTPS on
+this machine's end of the pair) and the deployments, with no worker of its own (LOCAL_WORKER=0);
+the supervised worker, its warm launcher and every run of the burst run on the second host, as
+the README's "Workers on other machines" starts them."""
 
 from __future__ import annotations
 
@@ -23,9 +23,10 @@ from deployments import settings
 from stack.processes import free_port, terminate_then_kill
 from tests.faults.harness import CellRun, UserStack, cell_run, logged_line, new_user_stack
 from tests.faults.matrix import CELLS
-from tests.faults.second_host import SecondHost, second_host
 from tests.live_stack import wait_until
+from tests.make_targets import beyond_loopback_env, certificate_authority, other_machine_env
 from tests.requirements import require
+from tests.second_host import SecondHost, second_host
 
 WORKER_NAME = "second-host"
 
@@ -39,8 +40,9 @@ def host() -> Iterator[SecondHost]:
 
 @pytest.fixture
 def user(tmp_path_factory, host: SecondHost) -> UserStack:
+    """`make up` serving the second host over HTTPS on this machine's end of the pair."""
     user = new_user_stack(tmp_path_factory)
-    user.env.update({"PREFECT_SERVER_API_HOST": host.host_ip, "LOCAL_WORKER": "0"})
+    user.env.update({**beyond_loopback_env(tmp_path_factory, host.host_ip), "LOCAL_WORKER": "0"})
     return user
 
 
@@ -58,7 +60,7 @@ class RemoteWorker:
         # LOCAL_WORKER=0: `make up` started none, so every run of the burst is this worker's.
         assert not stack.worker.is_running(), "make up started a worker of its own"
         env = {
-            **stack.worker_env,
+            **other_machine_env(stack, certificate_authority(self.user.env)),
             "FLOW_RUN_RECORD_DIR": str(self.user.records),
             "PREFECT_WORKER_WEBSERVER_HOST": "127.0.0.1",
             settings.HEALTH_PORT_ENV: str(free_port()),

@@ -1,4 +1,4 @@
-"""A second host for the fault matrix: a network namespace joined to this machine by a veth pair,
+"""A second host for the tests: a network namespace joined to this machine by a veth pair,
 with addresses in a /30 of 10.231.0.0/16 that no interface here uses. Processes started in it
 reach this machine only through the pair, so dropping the pair's packets inside the namespace
 (iptables there) partitions them from a server this machine serves on `host_ip`. Made and removed
@@ -31,6 +31,7 @@ class SecondHost:
     namespace: str
     host_ip: str  # this machine's end of the pair: serve here for the namespace to reach it
     peer_ip: str  # the namespace's end
+    link: str  # this machine's end of the pair, the interface to capture on
 
     def run(self, *command: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
@@ -76,7 +77,7 @@ def second_host() -> Iterator[SecondHost]:
     """The namespace and its pair, removed afterwards (with the namespace's end of the pair, the
     kernel removes this machine's end). Stop the processes started in it first."""
     tag = uuid.uuid4().hex[:8]
-    namespace, outside, inside = f"fault-{tag}", f"vf{tag}", f"vn{tag}"
+    namespace, outside, inside = f"pdhost-{tag}", f"vf{tag}", f"vn{tag}"
     subnet = _free_subnet()
     host_ip, peer_ip = (str(address) for address in subnet.hosts())
     _ip("netns", "add", namespace)
@@ -85,7 +86,7 @@ def second_host() -> Iterator[SecondHost]:
         _ip("link", "set", inside, "netns", namespace)
         _ip("addr", "add", f"{host_ip}/30", "dev", outside)
         _ip("link", "set", outside, "up")
-        host = SecondHost(namespace, host_ip, peer_ip)
+        host = SecondHost(namespace, host_ip, peer_ip, outside)
         host.run("ip", "addr", "add", f"{peer_ip}/30", "dev", inside)
         host.run("ip", "link", "set", inside, "up")
         host.run("ip", "link", "set", "lo", "up")
