@@ -14,10 +14,18 @@ from __future__ import annotations
 import ipaddress
 import random
 import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from deployments import settings
+from stack.local import LocalStack
+from stack.processes import free_port, terminate_then_kill
+from tests.live_stack import wait_until
 
 NETWORK = ipaddress.ip_network("10.231.0.0/16")
 
@@ -94,3 +102,39 @@ def second_host() -> Iterator[SecondHost]:
     finally:
         subprocess.run(["ip", "netns", "del", namespace], check=False)
         subprocess.run(["ip", "link", "del", outside], check=False, capture_output=True)
+
+
+@contextmanager
+def supervised_worker(
+    host: SecondHost, stack: LocalStack, env: dict[str, str], log_path: Path, name: str
+) -> Iterator[subprocess.Popen]:
+    """`python -m stack.worker_supervisor` for `stack`'s pool, started in the namespace with
+    `env` (tests/make_targets.py: other_machine_env) as the README starts one on another
+    machine, its output in `log_path`; yielded once it polls the pool, stopped afterwards (the
+    supervisor stops its worker and launcher, the worker ends its runs)."""
+    env = {
+        **env,
+        "PREFECT_WORKER_WEBSERVER_HOST": "127.0.0.1",
+        settings.HEALTH_PORT_ENV: str(free_port()),
+    }
+    command = [sys.executable, "-m", "stack.worker_supervisor", *stack.worker_args(name)]
+    since = datetime.now(UTC)
+    with open(log_path, "ab") as log:
+        process = host.popen(
+            command,
+            env,
+            cwd=settings.REPO_ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_until(
+            lambda: stack.worker_polled_since(since, name) or process.poll() is not None,
+            120,
+            "the second host's worker to poll the pool",
+        )
+        assert process.poll() is None, f"it exited: {log_path.read_text()[-3000:]}"
+        yield process
+    finally:
+        terminate_then_kill(process, settings.STOP_TIMEOUT_S + 10)

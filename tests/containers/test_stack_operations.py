@@ -118,4 +118,5 @@ def test_backup_restores_into_a_fresh_stack_with_the_runs_listed(stack, tmp_path
             assert api.read_flow_run(run.id).state.type == StateType.COMPLETED
     finally:
         fresh.down()
-        assert fresh.leftovers() == {"containers": [], "networks": [], "volumes": []}
+        left = fresh.leftovers()
+        assert not any(left.values()), f"down -v left {left}"

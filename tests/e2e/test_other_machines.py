@@ -14,7 +14,6 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -33,7 +32,7 @@ from tests.make_targets import (
     stack_of,
 )
 from tests.requirements import require
-from tests.second_host import SecondHost, second_host
+from tests.second_host import SecondHost, second_host, supervised_worker
 
 WORKER_NAME = "second-host"
 # What a browser or client that does not speak TLS gets from the HTTPS port: printed by the
@@ -113,21 +112,23 @@ def test_a_worker_on_a_second_host_runs_both_deployments_over_https_with_nothing
         remote = {
             **other_machine_env(stack, certificate_authority(env)),
             "PREFECT_HOME": str(tmp_path / "second-host-home"),
-            "PREFECT_WORKER_WEBSERVER_HOST": "127.0.0.1",
-            settings.HEALTH_PORT_ENV: str(free_port()),
         }
         supervisor = [sys.executable, "-m", "stack.worker_supervisor", *stack.worker_args()]
+        untrusted_env = {
+            **{name: value for name, value in remote.items() if name != "SSL_CERT_FILE"},
+            settings.HEALTH_PORT_ENV: str(free_port()),
+        }
         with captured(host.link, tmp_path / "link.pcap") as pcap:
             plain = host.run(sys.executable, "-c", PLAIN_REQUEST, host.host_ip, str(stack.tls_port))
             untrusted = subprocess.run(
                 ["ip", "netns", "exec", host.namespace, *supervisor],
-                env={k: v for k, v in remote.items() if k != "SSL_CERT_FILE"},
+                env=untrusted_env,
                 cwd=settings.REPO_ROOT,
                 capture_output=True,
                 text=True,
                 timeout=120,
             )
-            ran = run_on_the_second_host(host, stack, supervisor, remote, tmp_path)
+            ran = run_on_the_second_host(host, stack, remote, tmp_path)
         assert plain.stdout.startswith("no answer"), plain.stdout
         assert untrusted.returncode != 0
         assert "SSL_CERT_FILE" in untrusted.stderr, untrusted.stderr
@@ -143,29 +144,11 @@ def test_a_worker_on_a_second_host_runs_both_deployments_over_https_with_nothing
 
 
 def run_on_the_second_host(
-    host: SecondHost, stack: LocalStack, supervisor: list[str], env: dict[str, str], tmp_path: Path
+    host: SecondHost, stack: LocalStack, env: dict[str, str], tmp_path: Path
 ) -> dict[str, StateType]:
     """Start the supervised worker there, run both deployments, stop it; their final states."""
-    since = datetime.now(UTC)
-    with open(tmp_path / "second-host-worker.log", "ab") as log:
-        worker = host.popen(
-            [*supervisor, "--name", WORKER_NAME],
-            env,
-            cwd=settings.REPO_ROOT,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        wait_until(
-            lambda: stack.worker_polled_since(since, WORKER_NAME) or worker.poll() is not None,
-            120,
-            "the second host's worker to poll the pool",
-        )
-        assert worker.poll() is None, (tmp_path / "second-host-worker.log").read_text()[-3000:]
-        with stack_client(stack) as api:
-            hello = run_deployment_and_wait(api, "say-hello/greeting-schedule", {"name": "Host 2"})
-            squares = run_deployment_and_wait(api, "compute-squares/compute-squares")
-        return {"say-hello": hello.state.type, "compute-squares": squares.state.type}
-    finally:
-        terminate_then_kill(worker, settings.STOP_TIMEOUT_S + 10)
+    log = tmp_path / "second-host-worker.log"
+    with supervised_worker(host, stack, env, log, WORKER_NAME), stack_client(stack) as api:
+        hello = run_deployment_and_wait(api, "say-hello/greeting-schedule", {"name": "Host 2"})
+        squares = run_deployment_and_wait(api, "compute-squares/compute-squares")
+    return {"say-hello": hello.state.type, "compute-squares": squares.state.type}

@@ -10,23 +10,19 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 
 import pytest
 from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
 
-from deployments import settings
-from stack.processes import free_port, terminate_then_kill
 from tests.faults.harness import CellRun, UserStack, cell_run, logged_line, new_user_stack
 from tests.faults.matrix import CELLS
 from tests.live_stack import wait_until
 from tests.make_targets import beyond_loopback_env, certificate_authority, other_machine_env
 from tests.requirements import require
-from tests.second_host import SecondHost, second_host
+from tests.second_host import SecondHost, second_host, supervised_worker
 
 WORKER_NAME = "second-host"
 
@@ -62,30 +58,10 @@ class RemoteWorker:
         env = {
             **other_machine_env(stack, certificate_authority(self.user.env)),
             "FLOW_RUN_RECORD_DIR": str(self.user.records),
-            "PREFECT_WORKER_WEBSERVER_HOST": "127.0.0.1",
-            settings.HEALTH_PORT_ENV: str(free_port()),
         }
-        command = [sys.executable, "-m", "stack.worker_supervisor", *stack.worker_args(WORKER_NAME)]
-        since = datetime.now(UTC)
-        with open(self.log_path, "ab") as log:
-            self.process = self.host.popen(
-                command,
-                env,
-                cwd=settings.REPO_ROOT,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        try:
-            wait_until(
-                lambda: stack.worker_polled_since(since, WORKER_NAME),
-                120,
-                "the second host's worker to poll the pool",
-            )
+        with supervised_worker(self.host, stack, env, self.log_path, WORKER_NAME) as process:
+            self.process = process
             yield self
-        finally:
-            # The supervisor stops its worker and launcher; the worker ends its runs.
-            terminate_then_kill(self.process, settings.STOP_TIMEOUT_S + 10)
 
     def says(self, since: int, words: str) -> str:
         """The first line of the second host's worker log after byte `since` with `words`,
