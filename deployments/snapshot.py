@@ -41,7 +41,7 @@ FORMAT = 1
 
 
 class SnapshotError(SpecError):
-    """A snapshot that cannot be read, or a prefect file that cannot be planned from one."""
+    """A file that is not a snapshot plan can read; the message names the file."""
 
 
 @dataclass(frozen=True)
