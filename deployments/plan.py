@@ -16,7 +16,7 @@ from typing import Any
 from deployments.declarations import Declarations
 from deployments.kinds import KINDS
 from deployments.kinds.base import SECRET, WITHHELD, Fields, Kind, Ownership, ServerObject, Skipped
-from deployments.record import digest, other_projects_ids, read_record
+from deployments.record import Applied, digest, other_projects_ids, read_record
 from deployments.source import repository_source
 from deployments.view import ServerView
 
@@ -184,13 +184,24 @@ def compare(kind: Kind, view: ServerView) -> tuple[list[Change], int]:
     return changes, foreign
 
 
+async def declared_view(
+    client, declarations: Declarations, applied: Applied, others: set[str]
+) -> ServerView:
+    """A view with the record in force, the ids other projects own and what the repository
+    declares, kind by kind; the server's objects are read next (read_view), or come from a
+    snapshot (deployments/snapshot.py, without a client)."""
+    view = ServerView(client, declarations, applied.record, applied.source, repository_source())
+    view.others = others
+    for kind in KINDS:
+        view.declared[kind.name] = await kind.declare(client, declarations)
+    return view
+
+
 async def read_view(client, declarations: Declarations) -> ServerView:
     """What the repository declares and what the server holds, kind by kind."""
     applied = await read_record(client, declarations.owner_slug)
-    view = ServerView(client, declarations, applied.record, applied.source, repository_source())
-    view.others = await other_projects_ids(client, declarations.owner_slug)
-    for kind in KINDS:
-        view.declared[kind.name] = await kind.declare(client, declarations)
+    others = await other_projects_ids(client, declarations.owner_slug)
+    view = await declared_view(client, declarations, applied, others)
     for kind in KINDS:
         view.objects[kind.name] = await kind.read(client, view)
     return view

@@ -31,9 +31,8 @@ from deployments.check import check_spec
 from deployments.declarations import Declarations, load_declarations
 from deployments.kinds import KINDS
 from deployments.kinds.base import WITHHELD, ServerObject
-from deployments.plan import Plan, make_plan
+from deployments.plan import Plan, declared_view, make_plan
 from deployments.record import Applied, read_record, record_ids, record_owners
-from deployments.source import repository_source
 from deployments.spec import SpecError
 from deployments.view import ServerView
 
@@ -128,11 +127,9 @@ async def take_snapshot(client: PrefectClient, view: ServerView) -> Snapshot:
 
 async def snapshot_view(snapshot: Snapshot, declarations: Declarations) -> ServerView:
     """What read_view would return for `declarations`, from the snapshot alone."""
-    applied = snapshot.applied(declarations.owner_slug)
-    view = ServerView(None, declarations, applied.record, applied.source, repository_source())
-    view.others = snapshot.others_ids(declarations.owner_slug)
-    for kind in KINDS:
-        view.declared[kind.name] = await kind.declare(None, declarations)
+    slug = declarations.owner_slug
+    applied, others = snapshot.applied(slug), snapshot.others_ids(slug)
+    view = await declared_view(None, declarations, applied, others)
     for kind in KINDS:
         view.objects[kind.name] = [
             ServerObject(**obj) for obj in snapshot.objects.get(kind.name, [])
