@@ -7,6 +7,7 @@ import os
 import re
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,10 @@ if "PREFECT_HOME" not in os.environ:  # xdist workers inherit the one their cont
     os.environ["PREFECT_HOME"] = tempfile.mkdtemp(prefix="prefect-home-tests-")
     atexit.register(shutil.rmtree, os.environ["PREFECT_HOME"], ignore_errors=True)
 os.environ.pop("PREFECT_API_URL", None)  # tests choose their server explicitly
+# The session's name for what its xdist workers share, such as the compose tests' image
+# (tests/containers/engine.py): made by the controller, inherited by its workers.
+if "TEST_SESSION_TOKEN" not in os.environ:
+    os.environ["TEST_SESSION_TOKEN"] = uuid.uuid4().hex[:12]
 
 pytest_plugins = ["tests.live_stack", "tests.deployed_flows"]
 
@@ -121,3 +126,12 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log):
             return stack_scope(nodeid)
 
     return StackScopeScheduling(config, log)
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The controller (or a run without xdist), after every test: the compose tests' image."""
+    if hasattr(session.config, "workerinput"):
+        return
+    from tests.containers.engine import remove_session_image
+
+    remove_session_image()

@@ -12,7 +12,7 @@ from tests.containers.engine import ComposeProject, running_stack
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeProject]:
-    with running_stack(tmp_path_factory.mktemp("containers"), "test") as project:
+    with running_stack(tmp_path_factory.mktemp("containers")) as project:
         yield project
 
 

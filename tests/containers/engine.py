@@ -5,18 +5,23 @@ builds stand-ins for the base images no registry here serves. Each ComposeProjec
 project name and its own .env in a temporary directory; everything it creates (containers,
 network, volume) carries that name, and `down()` removes exactly that.
 
-One override goes with the repository's file: the image built from the Dockerfile is tagged
-`<compose file's tag>-<test session>` instead of the compose file's `prefect-deployments:<version>`.
-The engine is shared (another work tree may build that tag at the same time), so the tests run
-exactly the image they built from this work tree, and remove only that tag afterwards.
+One override goes with the repository's file: the services built from the Dockerfile run the
+image of the test session (session_image), built once from this work tree and shared by every
+project and xdist worker of the session, instead of the compose file's
+`prefect-deployments:<version>`. The engine is shared (another work tree may build that tag at the
+same time), so the tests run exactly the image their session built, and the session's controller
+removes that tag when it ends (remove_session_image). One build instead of one per project and
+service: on the vfs storage driver every layer and every container is a full copy on disk.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -88,10 +93,38 @@ def built_services() -> dict[str, str]:
     return {name: svc["image"] for name, svc in services.items() if "build" in svc}
 
 
-def session_image_tag(session: str) -> str:
-    """The project image's tag for one test session: the compose file's, suffixed."""
+def session_image_tag() -> str:
+    """The test session's image tag: the compose file's, suffixed with the session's token
+    (TEST_SESSION_TOKEN, made by the session's controller in tests/conftest.py)."""
     (tag,) = set(built_services().values())
-    return f"{tag}-{session}"
+    return f"{tag}-test-{os.environ['TEST_SESSION_TOKEN']}"
+
+
+def session_image_lock() -> Path:
+    token = os.environ["TEST_SESSION_TOKEN"]
+    return Path(tempfile.gettempdir()) / f"prefect-deployments-image-{token}.lock"
+
+
+def session_image() -> str:
+    """The image built from this work tree's Dockerfile for the test session: the first project
+    that needs it builds it, under a lock the session's xdist workers share; the others wait."""
+    require_engine()
+    tag = session_image_tag()
+    with session_image_lock().open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if docker("image", "ls", "-q", tag).strip():
+            return tag
+        docker("build", "--quiet", "--tag", tag, str(settings.REPO_ROOT), timeout=900)
+    return tag
+
+
+def remove_session_image() -> None:
+    """At the end of the session (its controller): the session's image, when a test built it."""
+    lock = session_image_lock()
+    if not lock.exists():
+        return
+    docker("image", "rm", "-f", session_image_tag(), check=False)
+    lock.unlink()
 
 
 class ComposeProject:
@@ -168,6 +201,7 @@ class ComposeProject:
             "--wait",
             "--wait-timeout",
             str(UP_TIMEOUT_S),
+            "--no-build",  # the session's image, never a build of its own
             *args,
             timeout=UP_TIMEOUT_S + 120,
         )
@@ -220,9 +254,8 @@ class ComposeProject:
         }
 
     def remove_images(self) -> None:
-        """The images `compose build` made for this project: Compose builds each service that
-        has a `build:` on its own, with the service in its labels, so every such service leaves
-        an image of its own, and one tag names only the last."""
+        """Images carrying the project's label: a `compose build` of it (Compose builds each
+        service that has a `build:` on its own, so every such service leaves an image)."""
         images = self.leftovers()["images"]
         if images:
             docker("image", "rm", "-f", *sorted(set(images)), check=False)
@@ -244,24 +277,21 @@ class ComposeProject:
 
 @contextmanager
 def running_stack(
-    tmp_dir: Path, session: str, services: dict[str, dict] | None = None, **env: str
+    tmp_dir: Path, services: dict[str, dict] | None = None, **env: str
 ) -> Iterator[ComposeProject]:
-    """A project on an image built from this work tree for it alone (see session_image_tag),
-    up with `--wait`; taken down with its volumes, and its images removed, when it ends.
-    When its tests ended normally, no container, network, volume or image of the project may
-    be left after that (reported as an error in the last test's teardown)."""
-    require_engine()
-    project = ComposeProject(
-        tmp_dir, image=session_image_tag(unique(session)), services=services, **env
-    )
+    """A project on the session's image (session_image), up with `--wait`; taken down with its
+    volumes, and any image it built removed, when it ends. When its tests ended normally, no
+    container, network, volume or image of the project may be left after that (reported as an
+    error in the last test's teardown)."""
+    project = ComposeProject(tmp_dir, image=session_image(), services=services, **env)
     try:
-        project.compose("build", timeout=900)
         project.up()
         yield project
         before = project.leftovers()
     finally:
         project.down()
         project.remove_images()
-    assert all(before.values()), f"the stack lacked a container, network, volume or image: {before}"
+    made = {kind: before[kind] for kind in ("containers", "networks", "volumes")}
+    assert all(made.values()), f"the stack lacked a container, network or volume: {before}"
     left = project.leftovers()
     assert not any(left.values()), f"down -v and the image removal left {left}"

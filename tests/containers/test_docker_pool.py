@@ -52,7 +52,6 @@ def pool_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeProj
     try:
         with running_stack(
             tmp_path_factory.mktemp("docker-pool"),
-            "pool",
             COMPOSE_PROFILES="single,docker-pool",
             REGISTRY_PORT=registry.rsplit(":", 1)[1],
         ) as project:

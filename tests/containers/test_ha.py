@@ -39,7 +39,7 @@ RUNS_DONE_TIMEOUT_S = 600
 
 @pytest.fixture(scope="module")
 def ha_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeProject]:
-    with running_stack(tmp_path_factory.mktemp("ha"), "ha", COMPOSE_PROFILES="ha") as project:
+    with running_stack(tmp_path_factory.mktemp("ha"), COMPOSE_PROFILES="ha") as project:
         yield project
 
 

@@ -76,7 +76,7 @@ def compose_target(tmp_path_factory, session: str, **env: str) -> Iterator[Compo
         "volumes": [f"{records}:{RECORDS_IN_CONTAINER}"],
     }
     tmp = tmp_path_factory.mktemp(session)
-    with running_stack(tmp, session, services={"worker": worker}, **env) as project:
+    with running_stack(tmp, services={"worker": worker}, **env) as project:
         yield ComposeTarget(project, records)
 
 
