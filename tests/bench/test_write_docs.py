@@ -39,13 +39,15 @@ def test_ci_phases_are_written_with_their_total_and_budgets(tmp_path, monkeypatc
     start, end = f"<!-- {ci_phases.DOC_BLOCK}: start -->", f"<!-- {ci_phases.DOC_BLOCK}: end -->"
     doc.write_text(f"# CI\n{start}\nold\n{end}\nafter\n")
     phases = tmp_path / "ci-phases.tsv"
-    phases.write_text("make lint\t40\t50\nmake test\t630\t100\nmake long\t1500\t80\n")
+    phases.write_text(
+        "make lint\t40\t50\t9000\nmake test\t630\t100\t8500\nmake long\t1500\t80\t3072\n"
+    )
     monkeypatch.setattr(ci_phases, "DOC", doc)
     monkeypatch.setattr(ci_phases, "PHASES", phases)
     assert ci_phases.main() == 0
     text = doc.read_text()
-    assert "old" not in text and text.endswith(f"{end}\nafter\n")
-    assert "| `make lint` | 0 min 40 s | 50 % | – |" in text
-    assert "| `make test` | 10 min 30 s | 100 % | 10 min 0 s: OVER |" in text
-    # busy over the whole run: each phase's weighted by its time
-    assert "| `.ci/run` | 36 min 10 s | 85 % | 35 min 0 s: OVER |" in text
+    assert "\nold\n" not in text and text.endswith(f"{end}\nafter\n")
+    assert "| `make lint` | 0 min 40 s | 50 % | 8.8 GiB | – |" in text
+    assert "| `make test` | 10 min 30 s | 100 % | 8.3 GiB | 10 min 0 s: OVER |" in text
+    # busy over the whole run: each phase's weighted by its time; the least free disk of all
+    assert "| `.ci/run` | 36 min 10 s | 85 % | 3.0 GiB | 35 min 0 s: OVER |" in text
