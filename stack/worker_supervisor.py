@@ -75,12 +75,27 @@ def worker_is_healthy(port: int) -> bool:
     return http_ok(f"http://127.0.0.1:{port}/health", timeout_s=3)
 
 
+def server_trust() -> ssl.SSLContext | bool:
+    """The authorities the worker's Prefect client trusts for the API: PREFECT_API_SSL_CERT_FILE
+    (Prefect's setting, which defaults to SSL_CERT_FILE), else the system's, as httpx has them."""
+    from prefect.settings import PREFECT_API_SSL_CERT_FILE
+
+    cafile = PREFECT_API_SSL_CERT_FILE.value()
+    return ssl.create_default_context(cafile=cafile) if cafile else True
+
+
 def server_is_ready(api_url: str | None) -> bool:
     """Whether the worker's server answers its readiness probe (no API URL: assume it does, and
     blame the worker). `/ready` needs no credentials, also with basic auth on."""
     if not api_url:
         return True
-    return http_ok(f"{api_url.rstrip('/')}/ready", timeout_s=SERVER_READY_TIMEOUT_S)
+    try:
+        ready = httpx.get(
+            f"{api_url.rstrip('/')}/ready", timeout=SERVER_READY_TIMEOUT_S, verify=server_trust()
+        )
+    except httpx.HTTPError:
+        return False
+    return ready.status_code == 200
 
 
 def untrusted_certificate(api_url: str | None) -> str | None:
@@ -89,7 +104,9 @@ def untrusted_certificate(api_url: str | None) -> str | None:
     if not api_url or not api_url.startswith("https://"):
         return None
     try:
-        httpx.get(f"{api_url.rstrip('/')}/ready", timeout=SERVER_READY_TIMEOUT_S)
+        httpx.get(
+            f"{api_url.rstrip('/')}/ready", timeout=SERVER_READY_TIMEOUT_S, verify=server_trust()
+        )
     except httpx.HTTPError as exc:
         cause: BaseException | None = exc
         while cause is not None:
@@ -302,8 +319,9 @@ def main(argv: list[str]) -> int:
     if untrusted:
         log(
             f"error: the server at {config.api_url} presented a certificate this machine does "
-            f"not trust ({untrusted}): set SSL_CERT_FILE to the certificate authority that "
-            "issued it (for `make up`'s server, a copy of its certs/ca.pem), then start again"
+            f"not trust ({untrusted}): set SSL_CERT_FILE (or PREFECT_API_SSL_CERT_FILE) to the "
+            "certificate authority that issued it (for `make up`'s server, a copy of its "
+            "certs/ca.pem; for compose, the one `make certs` made), then start again"
         )
         return 2
     return Supervisor(argv, config).run()

@@ -48,7 +48,7 @@ def services(tmp_path):
 
 
 PROFILES = {
-    "single": {"prefect-server"},
+    "single": {"prefect-server", "tls"},
     "ha": {"redis", "prefect-api-1", "prefect-api-2", "prefect-services", "lb"},
     "docker-pool": {"registry", "deploy-docker", "docker-worker"},
 }
@@ -159,6 +159,8 @@ def test_compose_defaults_are_the_settings_defaults() -> None:
     assert not TUNED - {name for name, _ in interpolated}, "each tuned value interpolated"
     defaults = settings.defaults()
     for name, default in interpolated:
+        if default.startswith("./"):  # a path relative to the compose file's directory
+            default = str(settings.REPO_ROOT / default)
         if name in defaults:
             assert default == defaults[name], f"${{{name}:-{default}}}, not {defaults[name]!r}"
     # The pool's name has no PREFECT_ prefix in .env (see there); its default is prefect.toml's.
@@ -194,9 +196,12 @@ def test_only_the_workers_know_the_code_dir(services) -> None:
     assert "FLOW_CODE_DIR" not in (settings.REPO_ROOT / "Dockerfile").read_text()
 
 
-def test_server_is_published_on_loopback_and_checked_with_ready(services) -> None:
+def test_server_is_published_over_https_on_loopback_and_checked_with_ready(services) -> None:
     server = services["prefect-server"]
-    assert server["ports"] == ["127.0.0.1:4200:4200/tcp"]  # compose 1.29 prints the short form
+    assert "ports" not in server, "reached from outside only through nginx's TLS"
+    # compose 1.29 prints the short form
+    assert services["tls"]["ports"] == ["127.0.0.1:4200:4443/tcp"]
+    assert services["tls"]["depends_on"]["prefect-server"]["condition"] == "service_healthy"
     assert "--port 4200" in server["command"]
     assert server["environment"]["PREFECT_SERVER_API_PORT"] == "4200"
     assert "/api/ready" in " ".join(server["healthcheck"]["test"])
@@ -250,7 +255,7 @@ def test_ha_publishes_only_the_load_balancer_and_keeps_redis_internal(services, 
     ha = PROFILES["ha"] | {"postgres", "migrate", "deploy", "worker"}
     published = {name for name in ha if services[name].get("ports")}
     assert published == {"lb"}
-    assert services["lb"]["ports"] == ["127.0.0.1:4200:4200/tcp"]
+    assert services["lb"]["ports"] == ["127.0.0.1:4200:4443/tcp"]
     assert services["lb"]["networks"]["default"]["aliases"] == ["prefect-server"]
     assert set(services["redis"]["networks"]) == {"backend"}
     networks = compose_networks(tmp_path)
@@ -261,6 +266,32 @@ def test_ha_publishes_only_the_load_balancer_and_keeps_redis_internal(services, 
         assert services[name]["networks"]["default"]["aliases"] == ["prefect-api"], name
     assert "set $replicas prefect-api;" in conf and "resolver 127.0.0.11 " in conf
     assert "proxy_set_header Upgrade $http_upgrade;" in conf, "websockets pass through"
+
+
+def test_tls_terminates_at_nginx_with_the_certificate_from_env(services, tmp_path) -> None:
+    """Both profiles' published port is nginx's TLS listener (docker/nginx/tls.conf), with the
+    certificate and key .env names (default: what `make certs` writes), as compose secrets: a
+    missing file stops compose naming the path, instead of a directory created in its place."""
+    for name in ("tls", "lb"):
+        service = services[name]
+        assert {s["source"] for s in service["secrets"]} == {"tls-certificate", "tls-key"}, name
+        mounted = [v.split(":")[:2] for v in service["volumes"] if isinstance(v, str)]
+        assert [
+            str(settings.REPO_ROOT / "docker/nginx/tls.conf"),
+            "/etc/nginx/conf.d/tls.conf",
+        ] in (mounted), name
+        assert "https://127.0.0.1:4443/" in " ".join(service["healthcheck"]["test"]), name
+    declared = yaml.safe_load(RAW)["secrets"]
+    assert declared["tls-certificate"]["file"] == "${TLS_CERT_FILE:-./certs/server.pem}"
+    assert declared["tls-key"]["file"] == "${TLS_KEY_FILE:-./certs/server-key.pem}"
+    conf = (settings.REPO_ROOT / "docker/nginx/tls.conf").read_text()
+    assert "listen 4443 ssl;" in conf and "listen 4443;" not in conf, "TLS only"
+    assert "ssl_certificate /run/secrets/tls-certificate;" in conf
+    assert "ssl_certificate_key /run/secrets/tls-key;" in conf
+    assert "proxy_set_header Upgrade $http_upgrade;" in conf, "websockets pass through"
+    # the UI finds its API on the scheme, host and port the browser used
+    for name in ("prefect-server", *HA_API):
+        assert services[name]["environment"]["PREFECT_SERVER_UI_API_URL"] == "/api", name
 
 
 def test_postgres_data_lives_in_a_named_volume(services) -> None:

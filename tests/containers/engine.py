@@ -20,19 +20,27 @@ import fcntl
 import json
 import os
 import shutil
+import ssl
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 from cryptography.fernet import Fernet
 from prefect.client.orchestration import SyncPrefectClient, get_client
-from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, temporary_settings
+from prefect.settings import (
+    PREFECT_API_AUTH_STRING,
+    PREFECT_API_SSL_CERT_FILE,
+    PREFECT_API_URL,
+    temporary_settings,
+)
 
 from deployments import settings
+from stack.certs import issue
 from stack.processes import free_port
 from tests.compose.compose import COMPOSE_FILE, ENV_EXAMPLE, write_env_file
 from tests.live_stack import unique, wait_until
@@ -128,8 +136,9 @@ def remove_session_image() -> None:
 
 
 class ComposeProject:
-    """The repository's docker-compose.yml under a unique project name, with generated secrets
-    and a free loopback port for the UI/API."""
+    """The repository's docker-compose.yml under a unique project name, with generated secrets,
+    a free loopback port for the UI/API and its certificate, issued by a CA of its own (`ca`,
+    what its clients trust), as `make certs` does."""
 
     def __init__(
         self, tmp_dir: Path, image: str, services: dict[str, dict] | None = None, **env: str
@@ -146,15 +155,22 @@ class ComposeProject:
         self.override_file.write_text(yaml.safe_dump({"services": overrides}))
         self.auth = ("admin", unique("pw"))
         self.server_port = free_port()
+        certs = tmp_dir / f"{self.name}-certs"
+        issue(certs, [])  # localhost and 127.0.0.1
+        self.ca = certs / "ca.pem"
+        self.certificate = certs / "server.pem"
         self.env = {
             "POSTGRES_PASSWORD": unique("pg"),
             "API_AUTH_STRING": ":".join(self.auth),
             "ENCRYPTION_KEY": Fernet.generate_key().decode(),
             "SERVER_PORT": str(self.server_port),
+            "TLS_CERT_FILE": str(self.certificate),
+            "TLS_KEY_FILE": str(certs / "server-key.pem"),
             **env,
         }
         self.env_file = write_env_file(tmp_dir / f"{self.name}.env", **self.env)
-        self.api_url = f"http://127.0.0.1:{self.server_port}/api"
+        self.ui_url = f"https://127.0.0.1:{self.server_port}"
+        self.api_url = f"{self.ui_url}/api"
 
     @property
     def registry(self) -> str:
@@ -260,10 +276,31 @@ class ComposeProject:
         if images:
             docker("image", "rm", "-f", *sorted(set(images)), check=False)
 
+    def http(self, method: str, path: str, **kwargs) -> httpx.Response:
+        """A request to the published port (`path` from the root: `/api/health`), trusting the
+        stack's CA only."""
+        trust = ssl.create_default_context(cafile=str(self.ca))
+        kwargs.setdefault("timeout", 10)
+        return httpx.request(method, self.ui_url + path, verify=trust, **kwargs)
+
+    @property
+    def client_env(self) -> dict[str, str]:
+        """What a Prefect client on this machine sets to reach the stack: the published port,
+        the credentials, the CA to trust."""
+        return {
+            "PREFECT_API_URL": self.api_url,
+            "PREFECT_API_AUTH_STRING": ":".join(self.auth),
+            "PREFECT_API_SSL_CERT_FILE": str(self.ca),
+        }
+
     @contextmanager
     def client(self) -> Iterator[SyncPrefectClient]:
         """A Prefect client of this stack's server, through the published port, with credentials."""
-        updates = {PREFECT_API_URL: self.api_url, PREFECT_API_AUTH_STRING: ":".join(self.auth)}
+        updates = {
+            PREFECT_API_URL: self.api_url,
+            PREFECT_API_AUTH_STRING: ":".join(self.auth),
+            PREFECT_API_SSL_CERT_FILE: str(self.ca),
+        }
         with temporary_settings(updates), get_client(sync_client=True) as client:
             yield client
 

@@ -215,8 +215,7 @@ def test_a_code_change_and_a_redeploy_run_the_new_image(pool_stack, pool_api, tm
     assert new_tag != image_tag()
     env = {
         **os.environ,
-        "PREFECT_API_URL": pool_stack.api_url,
-        "PREFECT_API_AUTH_STRING": ":".join(pool_stack.auth),
+        **pool_stack.client_env,
         "FLOW_IMAGE_REPOSITORY": f"{pool_stack.registry}/{REPOSITORY}",
         "FLOW_NETWORK": f"{pool_stack.name}_default",
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",

@@ -24,7 +24,7 @@ from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterNam
 from prefect.client.schemas.objects import StateType
 
 from deployments import settings
-from stack.processes import ManagedProcess, free_port, http_get
+from stack.processes import ManagedProcess, free_port
 from tests.containers.engine import ComposeProject, container_logs, docker, running_stack
 from tests.deployed_flows import deployed_test_flow
 from tests.live_stack import unique, wait_until
@@ -61,8 +61,7 @@ def host_worker(
         **{k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")},
         **settings.NO_TELEMETRY_ENV,
         "PREFECT_HOME": str(state_dir / "home"),
-        "PREFECT_API_URL": stack.api_url,
-        "PREFECT_API_AUTH_STRING": ":".join(stack.auth),
+        **stack.client_env,
         settings.HEALTH_PORT_ENV: str(free_port()),
         WORKER_NAME_ENV: name,
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]),
@@ -141,8 +140,8 @@ def test_ha_profile_is_healthy_and_published_only_through_the_load_balancer(ha_s
         if c.get("Publishers") and any(p.get("PublishedPort") for p in c["Publishers"])
     }
     assert published == {"lb"}
-    ui = http_get(f"http://127.0.0.1:{ha_stack.server_port}/", timeout_s=10, auth=ha_stack.auth)
-    assert ui is not None and ui.status_code == 200 and "<html" in ui.text.lower()
+    ui = ha_stack.http("GET", "/", auth=ha_stack.auth)
+    assert ui.status_code == 200 and "<html" in ui.text.lower()
 
 
 def replica_addresses(stack: ComposeProject) -> dict[str, str]:
@@ -158,13 +157,14 @@ def replica_addresses(stack: ComposeProject) -> dict[str, str]:
 
 def served_by(stack: ComposeProject, requests: int) -> set[str]:
     """The replica addresses that answered `requests` health checks sent through the load
-    balancer, from its access log (docker/nginx/prefect-ha.conf logs $upstream_addr)."""
+    balancer's published (HTTPS) port, from its access log: docker/nginx/prefect-ha.conf logs
+    $upstream_addr as `upstream=`, on the plain listener behind the TLS one."""
     marker = unique("probe")
     for _ in range(requests):
-        http_get(f"{stack.api_url}/health?{marker}", timeout_s=10)
+        stack.http("GET", f"/api/health?{marker}")
     (lb,) = stack.container_ids("lb")
     log = container_logs(lb)
-    lines = [line for line in log.splitlines() if marker in line]
+    lines = [line for line in log.splitlines() if marker in line and "upstream=" in line]
     assert len(lines) == requests, log[-2000:]
     return {line.rsplit("upstream=", 1)[1].split(":")[0] for line in lines}
 

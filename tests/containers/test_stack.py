@@ -19,6 +19,7 @@ from prefect.client.schemas.filters import (
 from prefect.client.schemas.objects import StateType
 
 from deployments import settings
+from tests.browser.trust import environment_trusting
 from tests.containers.engine import ComposeProject, built_services, container_logs
 from tests.live_stack import (
     run_deployment_and_wait,
@@ -31,7 +32,7 @@ from tests.requirements import require
 # Cold, the session fixture builds the project image first (about 2.5 min on vfs).
 pytestmark = pytest.mark.timeout(1200)
 
-LONG_RUNNING = ("postgres", "prefect-server", "worker")
+LONG_RUNNING = ("postgres", "prefect-server", "tls", "worker")
 ONE_SHOT = ("migrate", "deploy")
 IMAGE_USER_UID = "10001"  # `useradd --uid 10001 prefect` in the Dockerfile
 
@@ -116,32 +117,40 @@ def test_compute_squares_completes_in_the_worker_container_with_its_task_runs(st
 def test_api_refuses_requests_without_credentials(stack, method, path, body) -> None:
     # A POST without a CSRF token may meet the CSRF check (403) before basic auth (401).
     refused = {401} if method == "GET" else {401, 403}
-    url = stack.api_url + path
-    assert httpx.request(method, url, json=body, timeout=10).status_code in refused
-    wrong = httpx.request(method, url, json=body, auth=("admin", "wrong"), timeout=10)
+    path = "/api" + path
+    assert stack.http(method, path, json=body).status_code in refused
+    wrong = stack.http(method, path, json=body, auth=("admin", "wrong"))
     assert wrong.status_code in refused
-    assert (
-        httpx.get(
-            stack.api_url + "/deployments/name/compute-squares/compute-squares",
-            auth=stack.auth,
-            timeout=10,
-        ).status_code
-        == 200
-    )
+    named = "/api/deployments/name/compute-squares/compute-squares"
+    assert stack.http("GET", named, auth=stack.auth).status_code == 200
 
 
-def test_only_the_server_port_is_published_and_on_loopback_only(stack) -> None:
-    published = stack.compose("port", "prefect-server", "4200").stdout.strip()
+def test_only_the_https_port_is_published_and_on_loopback_only(stack) -> None:
+    published = stack.compose("port", "tls", "4443").stdout.strip()
     assert published == f"127.0.0.1:{stack.server_port}"
     for service, containers in stack.services().items():
         for container in containers:
             bindings = stack.inspect(container["ID"])["HostConfig"]["PortBindings"] or {}
             host_ips = {b["HostIp"] for port in bindings.values() for b in port or []}
-            if service == "prefect-server":
-                assert list(bindings) == ["4200/tcp"]
+            if service == "tls":
+                assert list(bindings) == ["4443/tcp"]
                 assert host_ips == {"127.0.0.1"}
             else:
                 assert not bindings, f"{service} publishes {bindings}"
+
+
+def test_the_published_port_speaks_tls_only_with_the_stacks_certificate(stack) -> None:
+    """Plain HTTP on the published port gets no API answer; a client that does not trust the
+    stack's CA refuses the certificate; one that does reaches the server."""
+    plain = f"http://127.0.0.1:{stack.server_port}/api/health"
+    try:
+        answer = httpx.get(plain, timeout=10)
+    except httpx.HTTPError:
+        answer = None
+    assert answer is None or answer.status_code == 400, answer  # nginx: "plain HTTP to HTTPS"
+    with pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+        httpx.get(stack.api_url + "/health", timeout=10)
+    assert stack.http("GET", "/api/health").json() is True
 
 
 @pytest.mark.parametrize("service", ["prefect-server", "worker"])
@@ -163,15 +172,20 @@ def test_image_runs_as_uid_10001_and_writes_its_prefect_home_but_not_the_code(
     assert status.split()[1:] == [IMAGE_USER_UID] * 4
 
 
-def test_the_ui_on_the_published_port_logs_in_and_lists_the_deployments(stack) -> None:
+def test_the_ui_on_the_published_port_logs_in_and_lists_the_deployments(stack, tmp_path) -> None:
     """The .env of this stack changes SERVER_PORT (a free port) and leaves UI_API_URL unset, as
-    .env.example does: the UI must find its API on whatever address and port the browser used."""
+    .env.example does: the UI must find its API on whatever address, port and scheme (HTTPS) the
+    browser used."""
     assert "UI_API_URL" not in stack.env
     chromium = shutil.which("chromium")
     require(chromium is not None, "Chromium", "apt-get install chromium")
-    ui_url = stack.api_url.removesuffix("/api")
+    ui_url = stack.ui_url
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=chromium, headless=True)
+        browser = playwright.chromium.launch(
+            executable_path=chromium,
+            headless=True,
+            env=environment_trusting(stack.ca, tmp_path / "home"),  # the CA, as a user adds it
+        )
         try:
             page = browser.new_page(base_url=ui_url)
             page.goto("/deployments", wait_until="domcontentloaded")
