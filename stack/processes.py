@@ -21,6 +21,7 @@ import random
 import secrets
 import signal
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -164,6 +165,16 @@ def terminate_then_kill(
 
 
 # -- readiness and ports -------------------------------------------------------------------
+
+
+def api_trust() -> ssl.SSLContext | bool:
+    """The authorities a Prefect client here trusts for the API, for this repository's own
+    requests to it: PREFECT_API_SSL_CERT_FILE (Prefect's setting, which defaults to
+    SSL_CERT_FILE), else the system's, as httpx has them."""
+    from prefect.settings import PREFECT_API_SSL_CERT_FILE
+
+    cafile = PREFECT_API_SSL_CERT_FILE.value()
+    return ssl.create_default_context(cafile=cafile) if cafile else True
 
 
 def http_get(url: str, timeout_s: float, auth: tuple[str, str] | None = None):

@@ -31,7 +31,7 @@ from pathlib import Path
 
 import httpx
 
-from stack.processes import csrf_headers, start_time
+from stack.processes import api_trust, csrf_headers, start_time
 
 NEVER_STARTED = (
     "PENDING for {seconds} s and its process never started: the worker that took the run "
@@ -131,7 +131,10 @@ def _api(api_url: str, auth_string: str | None) -> Iterator[tuple[httpx.Client, 
     """A client of the server's API with basic auth (when given) and its CSRF headers."""
     user, _, password = (auth_string or "").partition(":")
     with httpx.Client(
-        base_url=api_url.rstrip("/"), auth=(user, password) if auth_string else None, timeout=10
+        base_url=api_url.rstrip("/"),
+        auth=(user, password) if auth_string else None,
+        timeout=10,
+        verify=api_trust(),
     ) as http:
         yield http, csrf_headers(http, "worker-supervisor")
 

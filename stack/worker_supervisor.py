@@ -49,7 +49,13 @@ import httpx
 from deployments import settings
 from stack.launch import SOCKET_ENV
 from stack.local import PREFECT
-from stack.processes import http_ok, live_children, port_is_free, terminate_then_kill
+from stack.processes import (
+    api_trust,
+    http_ok,
+    live_children,
+    port_is_free,
+    terminate_then_kill,
+)
 from stack.stuck_runs import sweep_pool, sweep_processes
 
 CHECK_EVERY_S = 5.0
@@ -75,15 +81,6 @@ def worker_is_healthy(port: int) -> bool:
     return http_ok(f"http://127.0.0.1:{port}/health", timeout_s=3)
 
 
-def server_trust() -> ssl.SSLContext | bool:
-    """The authorities the worker's Prefect client trusts for the API: PREFECT_API_SSL_CERT_FILE
-    (Prefect's setting, which defaults to SSL_CERT_FILE), else the system's, as httpx has them."""
-    from prefect.settings import PREFECT_API_SSL_CERT_FILE
-
-    cafile = PREFECT_API_SSL_CERT_FILE.value()
-    return ssl.create_default_context(cafile=cafile) if cafile else True
-
-
 def server_is_ready(api_url: str | None) -> bool:
     """Whether the worker's server answers its readiness probe (no API URL: assume it does, and
     blame the worker). `/ready` needs no credentials, also with basic auth on."""
@@ -91,7 +88,7 @@ def server_is_ready(api_url: str | None) -> bool:
         return True
     try:
         ready = httpx.get(
-            f"{api_url.rstrip('/')}/ready", timeout=SERVER_READY_TIMEOUT_S, verify=server_trust()
+            f"{api_url.rstrip('/')}/ready", timeout=SERVER_READY_TIMEOUT_S, verify=api_trust()
         )
     except httpx.HTTPError:
         return False
@@ -105,7 +102,7 @@ def untrusted_certificate(api_url: str | None) -> str | None:
         return None
     try:
         httpx.get(
-            f"{api_url.rstrip('/')}/ready", timeout=SERVER_READY_TIMEOUT_S, verify=server_trust()
+            f"{api_url.rstrip('/')}/ready", timeout=SERVER_READY_TIMEOUT_S, verify=api_trust()
         )
     except httpx.HTTPError as exc:
         cause: BaseException | None = exc
