@@ -50,7 +50,7 @@ def test_tiny_benchmark_reports_every_measure() -> None:
         assert 0 < latency["p50"] <= latency["max"]
         load = figures[variant]["throughput"]
         assert load["failed"] == 0 and load["runs_per_min"] > 0 and load["cpu_s_per_run"] > 0
-        assert load["refused"] == 0 and load["stuck"] == 0
+        assert load["refused"] == 0 and load["stuck"] == 0, (variant, load["stuck_states"])
     assert figures["warm"]["chunks"]["deployment_state"] == "COMPLETED"
     dask = figures["warm"]["dask"]
     assert dask["default"]["state"] == dask["dask"]["state"] == "COMPLETED", dask
