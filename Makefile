@@ -38,13 +38,14 @@ status:
 certs: $(VENV)/.synced  ## a private CA and a server certificate in certs/ (git-ignored)
 	$(PY) -m stack.certs $(NAMES)
 
-# Against PREFECT_API_URL (and PREFECT_API_AUTH_STRING), like every Prefect client.
-# ARGS passes options through, e.g. `make plan ARGS=--json` or `make apply ARGS=--prune`.
+# Against PREFECT_API_URL (and PREFECT_API_AUTH_STRING), like every Prefect client, or the
+# server of TARGET, a named target of prefect.yaml (deployments/targets.py): `make plan
+# TARGET=prod`. ARGS passes options through, e.g. `make plan ARGS=--json`, `make apply ARGS=--prune`.
 plan: $(VENV)/.synced  ## what apply would change: exit 0 none, 2 changes, 1 error
-	$(PY) -m deployments plan $(ARGS)
+	$(PY) -m deployments plan $(if $(TARGET),--target $(TARGET)) $(ARGS)
 
 apply: $(VENV)/.synced  ## make the server match prefect.yaml (pool, deploy, schemas, automations)
-	$(PY) -m deployments apply $(ARGS)
+	$(PY) -m deployments apply $(if $(TARGET),--target $(TARGET)) $(ARGS)
 
 # Every test carries the marker of its folder of tests/ (tests/conftest.py); each target below runs
 # its own folders (docs/testing.md, held together by tests/integrity/test_layout.py).

@@ -8,7 +8,10 @@
     python -m deployments plan --snapshot FILE         # plan against that file, no server
 
 All take `--prefect-file PATH` (default: prefect.yaml) and reach the server through
-PREFECT_API_URL and PREFECT_API_AUTH_STRING, like every Prefect client. plan, apply and snapshot
+PREFECT_API_URL and PREFECT_API_AUTH_STRING, like every Prefect client. `--target NAME` (or
+DEPLOYMENTS_TARGET) deploys one of the file's named targets to its own server, from the variables
+the target names (deployments/targets.py); unset, the file's first target. check checks every
+target. plan, apply and snapshot
 take `--wait-for-server SECONDS`: a server that is still starting gets that long to answer (the
 compose deploy jobs wait for the server, or the load balancer, this way).
 
@@ -32,12 +35,13 @@ from pydantic import ValidationError
 
 from deployments import settings
 from deployments.apply import ApplyError, apply, plan
-from deployments.check import check_spec
+from deployments.check import check_targets
 from deployments.image_tag import image_tag
 from deployments.importing import import_objects
 from deployments.plan import render
 from deployments.snapshot import plan_from_snapshot, snapshot
-from deployments.spec import SpecError
+from deployments.spec import SpecError, chosen_target
+from deployments.targets import TargetError, target_server
 
 EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
 
@@ -63,6 +67,11 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--prefect-file", type=Path, default=settings.PREFECT_YAML)
+    common.add_argument(
+        "--target",
+        metavar="NAME",
+        help="the prefect file's named target (default: DEPLOYMENTS_TARGET, else its first)",
+    )
     wait = argparse.ArgumentParser(add_help=False)
     wait.add_argument(
         "--wait-for-server",
@@ -106,8 +115,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run(args: argparse.Namespace) -> int:
     if args.command == "check":
-        names = check_spec(args.prefect_file)
-        print(f"{args.prefect_file.name} OK: {', '.join(names)}")
+        checked = check_targets(args.prefect_file)
+        for target, names in checked.items():
+            where = f" (target {target})" if target else ""
+            print(f"{args.prefect_file.name}{where} OK: {', '.join(names)}")
         return EXIT_OK
     if args.command == "import":
         imported = asyncio.run(import_objects(args.prefect_file))
@@ -154,8 +165,13 @@ def main(argv: list[str]) -> int:
         # which reads it from the environment) agree on it.
         if settings.current().image_tag is None:
             os.environ[settings.IMAGE_TAG_ENV] = image_tag()
-        return _run(args)
-    except (SpecError, ApplyError, settings.SettingsError) as exc:
+        if args.target:
+            os.environ[settings.TARGET_ENV] = args.target
+        if args.command == "check":  # every target, and no server
+            return _run(args)
+        with target_server(chosen_target(args.prefect_file)):
+            return _run(args)
+    except (SpecError, ApplyError, TargetError, settings.SettingsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_ERROR
     except httpx.HTTPStatusError as exc:  # e.g. 401: missing or wrong PREFECT_API_AUTH_STRING

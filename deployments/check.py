@@ -21,7 +21,8 @@ from prefect.exceptions import ObjectNotFound
 from prefect.utilities.templating import PlaceholderType, find_placeholders
 
 from deployments import settings
-from deployments.spec import SpecError, load_deployments, load_raw, owner_tag
+from deployments.spec import SpecError, load_declared, load_deployments, load_raw, owner_tag
+from deployments.targets import TargetError, choosing, declared_targets
 
 
 def _unset_env_placeholders(value: Any, where: str) -> list[tuple[str, str]]:
@@ -85,6 +86,23 @@ def check_spec(path: Path = settings.PREFECT_YAML) -> list[str]:
             raise SpecError(f"{where}: cannot be loaded: {exc}") from exc
         names.append(spec.name)
     return names
+
+
+def check_targets(path: Path = settings.PREFECT_YAML) -> dict[str | None, list[str]]:
+    """check_spec for every named target of the file (for the file as declared when it names
+    none): the deployment names of each."""
+    try:
+        targets = declared_targets(load_declared(path), path.name)
+    except TargetError as exc:
+        raise SpecError(str(exc)) from None
+    checked = {}
+    for name in targets or [None]:
+        with choosing(name):
+            try:
+                checked[name] = check_spec(path)
+            except SpecError as exc:
+                raise SpecError(f"target {name}: {exc}" if name else str(exc)) from None
+    return checked
 
 
 async def require_pool(client: PrefectClient, name: str) -> None:

@@ -54,6 +54,8 @@ HEALTH_PORT_ENV = "PREFECT_WORKER_WEBSERVER_PORT"  # Prefect's own: the worker r
 # The flow image's tag (deployments/image_tag.py), exported for prefect-docker.yaml.
 IMAGE_TAG_ENV = "FLOW_IMAGE_TAG"
 SOURCE_ENV = "DEPLOYMENTS_SOURCE"
+# The named target of prefect.yaml that plan and apply deploy (deployments/targets.py).
+TARGET_ENV = "DEPLOYMENTS_TARGET"
 HEARTBEAT_ENV = "FLOW_HEARTBEAT_SECONDS"
 PROCESSES_DIR_ENV = "FLOW_RUN_PROCESSES_DIR"
 
@@ -188,6 +190,9 @@ class Settings(BaseSettings):
     image_tag: str | None = _variable(IMAGE_TAG_ENV, None)
     # Which repository applies (deployments/source.py): unset, the git remote `origin`.
     repository_source: str | None = _variable(SOURCE_ENV, None)
+    # The named target plan and apply deploy (`--target` sets it): unset, the prefect file's
+    # first target, or the file as declared when it names none.
+    target: str | None = _variable(TARGET_ENV, None)
 
     # `make bench` (bench/run.py): "full" or "tiny"; BENCH_RESUME=1 keeps finished stacks.
     bench_size: str = _variable("BENCH_SIZE", "full")

@@ -32,9 +32,10 @@ from pydantic import BaseModel, ValidationError
 
 from deployments import settings
 
-# The ownership marker: a tag naming the project (prefect.yaml's `name`). `python -m deployments
-# plan/apply --prune` change or delete only objects that carry it (deployments/kinds/base.py).
-OWNER_TAG_PREFIX = "managed-by:"
+# The ownership marker: a tag naming the project (prefect.yaml's `name`, and the target's for a
+# target that is not the default: deployments/targets.py). `python -m deployments plan/apply
+# --prune` change or delete only objects that carry it (deployments/kinds/base.py).
+from deployments.targets import OWNER_TAG_PREFIX, Target, TargetError, chosen, with_target
 
 
 class SpecError(ValueError):
@@ -114,7 +115,8 @@ def load_flow(path: Path, function: str) -> Flow:
     return load_flow_from_entrypoint(f"{path}:{function}")
 
 
-def load_raw(path: Path = settings.PREFECT_YAML) -> dict[str, Any]:
+def load_declared(path: Path = settings.PREFECT_YAML) -> dict[str, Any]:
+    """The prefect file as written, with no target applied."""
     try:
         raw = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
@@ -122,6 +124,24 @@ def load_raw(path: Path = settings.PREFECT_YAML) -> dict[str, Any]:
     if not isinstance(raw, dict) or not isinstance(raw.get("deployments"), list):
         raise SpecError(f"{path}: needs a top-level `deployments:` list")
     return raw
+
+
+def chosen_target(path: Path = settings.PREFECT_YAML) -> Target | None:
+    """The target plan and apply deploy (deployments/targets.py); None for a file without
+    targets."""
+    try:
+        return chosen(load_declared(path), path.name)
+    except TargetError as exc:
+        raise SpecError(str(exc)) from None
+
+
+def load_raw(path: Path = settings.PREFECT_YAML) -> dict[str, Any]:
+    """The prefect file as the chosen target sees it: its overrides merged in."""
+    raw = load_declared(path)
+    try:
+        return with_target(raw, chosen(raw, path.name), path.name)
+    except TargetError as exc:
+        raise SpecError(str(exc)) from None
 
 
 def pull_steps(path: Path = settings.PREFECT_YAML) -> list[dict[str, Any]]:

@@ -148,6 +148,9 @@ class LocalStack:
         # Only the worker resolves where the code lives (prefect.yaml's pull step); the server
         # and the deploy tooling never need it.
         env.pop(settings.FLOW_CODE_DIR_ENV, None)
+        # This stack is the prefect file's default target (its first, `dev`), whatever target
+        # the shell chose for `make plan`.
+        env.pop(settings.TARGET_ENV, None)
         return env
 
     @property

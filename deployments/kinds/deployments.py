@@ -15,10 +15,12 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 from uuid import UUID
 
+import yaml
 from prefect import Flow
 from prefect.client.orchestration import PrefectClient
 from prefect.client.schemas.actions import DeploymentScheduleCreate, DeploymentUpdate
@@ -48,7 +50,9 @@ from deployments.spec import (
     DeploymentSpec,
     ScheduleSpec,
     SpecError,
+    chosen_target,
     load_flow,
+    load_raw,
     pull_steps,
     resolve_deployments,
 )
@@ -433,18 +437,24 @@ async def set_triggers(client: PrefectClient, deployment_id: UUID, triggers: lis
 
 def deploy(path: Path, names: list[str]) -> None:
     """Prefect's own deploy machinery, as users run it, from the repository root, for the
-    deployments `names` (`flow/deployment`)."""
+    deployments `names` (`flow/deployment`). With a target, `prefect deploy` reads the file as
+    the target sees it (deployments/targets.py), written to a temporary file."""
     # Build steps run commands as `python ...`: this environment's, as if it were activated.
     path_env = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    result = subprocess.run(
-        [PREFECT, "--no-prompt", "deploy", "--prefect-file", str(path)]
-        + [option for name in names for option in ("--name", name)],
-        cwd=settings.REPO_ROOT,
-        env={**os.environ, "PATH": path_env},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
+    with tempfile.TemporaryDirectory(prefix="prefect-target-") as directory:
+        if chosen_target(path) is not None:
+            effective = Path(directory) / path.name
+            effective.write_text(yaml.safe_dump(load_raw(path), sort_keys=False))
+            path = effective
+        result = subprocess.run(
+            [PREFECT, "--no-prompt", "deploy", "--prefect-file", str(path)]
+            + [option for name in names for option in ("--name", name)],
+            cwd=settings.REPO_ROOT,
+            env={**os.environ, "PATH": path_env},
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
     if result.returncode != 0:
         raise ApplyError(
             f"`prefect deploy` failed (exit {result.returncode}):\n"
