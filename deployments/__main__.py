@@ -11,9 +11,9 @@ All take `--prefect-file PATH` (default: prefect.yaml) and reach the server thro
 PREFECT_API_URL and PREFECT_API_AUTH_STRING, like every Prefect client. `--target NAME` (or
 DEPLOYMENTS_TARGET) deploys one of the file's named targets to its own server, from the variables
 the target names (deployments/targets.py); unset, the file's first target. check checks every
-target. plan, apply and snapshot
-take `--wait-for-server SECONDS`: a server that is still starting gets that long to answer (the
-compose deploy jobs wait for the server, or the load balancer, this way).
+target. plan, apply and snapshot take `--wait-for-server SECONDS`: a server that is still starting
+gets that long to answer (the compose deploy jobs wait for the server, or the load balancer, this
+way).
 
 Exit codes, as Terraform's `plan -detailed-exitcode`: plan exits 0 when the server matches,
 2 when there are changes, 1 on an error (a broken prefect.yaml, an unreachable server, a

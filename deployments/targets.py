@@ -17,12 +17,12 @@ over the file before anything reads it:
               schedules:
                 every-5-minutes: {active: false}
           work_pools:
-            local-process: {concurrency_limit: 8}
+            "{{ work_pool_name }}": {concurrency_limit: 8}
 
 Merging: a mapping merges into a mapping key by key; any other value replaces the declared one.
 A declared list of named objects (deployments, work_pools, ... by `name`; schedules by `slug`) is
-overridden by a mapping from each name to that object's overrides; a name not declared there adds
-the object.
+overridden by a mapping from each name, as the file writes it, to that object's overrides; a name
+not declared there adds the object.
 
 Ownership: the default target owns what it applies under the file's `name`, every other target
 under `<name>-<target>`. The file's owner tag (`managed-by:<name>`) in any `tags` list stands for
