@@ -25,13 +25,15 @@ class Cell:
     """One fault and what must follow it. `crashes`: whether runs in flight may be CRASHED
     (their process died); otherwise every run must complete without. `resumes`: whether a
     CRASHED run may go on to another final state, because its process lived on, cut off (it
-    still executes once)."""
+    still executes once). `times_out`: whether a run may end FAILED by its flow's own timeout
+    (`timeout_seconds`), having been cut off from the server for longer than that."""
 
     key: str
     fault: str
     expected: str
     crashes: bool
     resumes: bool = False
+    times_out: bool = False
 
 
 @dataclass
@@ -129,10 +131,11 @@ PARTITION_CELLS = [
         "runs in flight are CRASHED by the zombie rule (no heartbeat for 90 s), runs taken but "
         "not yet RUNNING by crash-stuck-pending-flow-runs; their processes live on, cut off, "
         "and after the heal report their end: COMPLETED, or FAILED when Prefect stops a run "
-        "whose concurrency slot the crash released (*Flow run exceeded timeout*); none is "
-        "executed twice",
+        "whose concurrency slot the crash released (*Flow run exceeded timeout*) or a say-hello "
+        "run cut off past its own 120 s timeout; none is executed twice",
         crashes=True,
         resumes=True,
+        times_out=True,
     ),
 ]
 DISK_CELLS = [
