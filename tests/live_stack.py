@@ -124,12 +124,15 @@ def wait_for_final_state(client: SyncPrefectClient, flow_run_id, timeout_s: floa
 
 
 def run_deployment_and_wait(
-    client: SyncPrefectClient, full_name: str, parameters: dict | None = None
+    client: SyncPrefectClient,
+    full_name: str,
+    parameters: dict | None = None,
+    timeout_s: float = 120,
 ):
     """Trigger a run of `flow/deployment` through the API and wait until the worker finishes it."""
     deployment = client.read_deployment_by_name(full_name)
     flow_run = client.create_flow_run_from_deployment(deployment.id, parameters=parameters or {})
-    return wait_for_final_state(client, flow_run.id)
+    return wait_for_final_state(client, flow_run.id, timeout_s)
 
 
 def run_artifacts(client: SyncPrefectClient, flow_run_id) -> dict[str, Artifact]:

@@ -233,7 +233,9 @@ def test_a_code_change_and_a_redeploy_run_the_new_image(pool_stack, pool_api, tm
     assert image == f"{pool_stack.registry}/{REPOSITORY}:{new_tag}"
 
     name = unique("Changed")
-    run = run_deployment_and_wait(pool_api, HELLO, {"name": name})
+    # The first container of the new image: on the vfs storage driver a full copy of it, slow
+    # while make long's other stacks write to the same disk.
+    run = run_deployment_and_wait(pool_api, HELLO, {"name": name}, timeout_s=300)
     assert run.state.type == StateType.COMPLETED, run.state.message
     greeting = f"Howdy, {name}!"
     wait_until(lambda: greeting in run_logs(pool_api, run), 60, "the new greeting on the server")
