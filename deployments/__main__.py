@@ -160,14 +160,16 @@ def _run(args: argparse.Namespace) -> int:
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     try:
-        # The image tag prefect-docker.yaml builds, pushes and names in its job variables:
+        # The image tag the target docker builds, pushes and names in its job variables:
         # derived from the code here, so that plan and the deploy it runs (a child process,
         # which reads it from the environment) agree on it.
         if settings.current().image_tag is None:
             os.environ[settings.IMAGE_TAG_ENV] = image_tag()
         if args.target:
             os.environ[settings.TARGET_ENV] = args.target
-        if args.command == "check":  # every target, and no server
+        # No server: check (every target), and a plan from a snapshot (a pull request's, which
+        # holds no credential).
+        if args.command == "check" or getattr(args, "snapshot", None):
             return _run(args)
         with target_server(chosen_target(args.prefect_file)):
             return _run(args)

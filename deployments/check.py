@@ -22,7 +22,7 @@ from prefect.utilities.templating import PlaceholderType, find_placeholders
 
 from deployments import settings
 from deployments.spec import SpecError, load_declared, load_deployments, load_raw, owner_tag
-from deployments.targets import TargetError, choosing, declared_targets
+from deployments.targets import TargetError, choosing, chosen, declared_targets
 
 
 def _unset_env_placeholders(value: Any, where: str) -> list[tuple[str, str]]:
@@ -62,12 +62,14 @@ def check_declarations(path: Path = settings.PREFECT_YAML) -> None:
             kind.declared(declarations)
 
 
-def check_spec(path: Path = settings.PREFECT_YAML) -> list[str]:
+def check_spec(path: Path = settings.PREFECT_YAML, environment: bool = True) -> list[str]:
     """Every deployment's entrypoint exists and names a flow, and every deployment carries the
-    ownership tag, and the other declarations are well formed; return the deployment names."""
+    ownership tag, and the other declarations are well formed; return the deployment names.
+    `environment`: also every `{{ $VAR }}` the deploy reads is set (here, for this deploy)."""
     names = []
     tag = owner_tag(path)
-    check_environment(path)
+    if environment:
+        check_environment(path)
     check_declarations(path)
     for index, spec in enumerate(load_deployments(path)):
         if tag not in spec.tags:
@@ -90,16 +92,20 @@ def check_spec(path: Path = settings.PREFECT_YAML) -> list[str]:
 
 def check_targets(path: Path = settings.PREFECT_YAML) -> dict[str | None, list[str]]:
     """check_spec for every named target of the file (for the file as declared when it names
-    none): the deployment names of each."""
+    none): the deployment names of each. The environment variables only of the chosen target
+    (--target, DEPLOYMENTS_TARGET, else the default): the one a deploy from here would deploy;
+    another target's, such as the Docker pool's image repository, belong to where it deploys."""
     try:
-        targets = declared_targets(load_declared(path), path.name)
+        declared = load_declared(path)
+        targets = declared_targets(declared, path.name)
+        here = chosen(declared, path.name)
     except TargetError as exc:
         raise SpecError(str(exc)) from None
     checked = {}
     for name in targets or [None]:
         with choosing(name):
             try:
-                checked[name] = check_spec(path)
+                checked[name] = check_spec(path, environment=here is None or here.name == name)
             except SpecError as exc:
                 raise SpecError(f"target {name}: {exc}" if name else str(exc)) from None
     return checked

@@ -155,7 +155,9 @@ def _merge(base: Any, overrides: Any, where: str) -> Any:
     if isinstance(base, dict) and isinstance(overrides, dict):
         merged = copy.deepcopy(base)
         for key, value in overrides.items():
-            merged[key] = _merge(base[key], value, f"{where}.{key}") if key in base else value
+            merged[key] = (
+                _merge(base[key], value, f"{where}.{key}") if key in base else copy.deepcopy(value)
+            )
         return merged
     if isinstance(base, list) and isinstance(overrides, dict):
         key = _identity(base)

@@ -111,6 +111,22 @@ def test_plan_per_target_shows_no_change_on_its_own_server_and_a_conflict_on_the
     assert any("greeting-schedule" in name for name in conflicts), plan
 
 
+def test_a_pull_request_plans_each_target_from_its_snapshot_without_its_credentials(
+    applied_targets, prefect_file, tmp_path
+) -> None:
+    """As plan.yml does: main's job took prod's snapshot with prod's variables; the pull
+    request's plan of prod reads only that file, and no PROD_ variable is set."""
+    dev, prod = applied_targets
+    file = ("--prefect-file", str(prefect_file), "--target", "prod")
+    snapshot = tmp_path / "server-snapshot-prod.json"
+    taken = cli(dev, "snapshot", *file, "--output", str(snapshot), **prod_env(prod))
+    assert taken.returncode == 0, taken.stdout + taken.stderr
+    code, plan = plan_json(dev, *file, "--snapshot", str(snapshot))
+    assert code == 0, plan
+    assert plan["owner_tag"] == "managed-by:prefect-deployments-prod"
+    assert plan["server"].startswith(f"snapshot of {prod.api_url}"), plan["server"]
+
+
 def test_a_target_without_its_server_variable_is_refused_by_name(servers, prefect_file) -> None:
     dev, prod = servers
     before = {d.name for d in _deployments(prod)}
