@@ -15,8 +15,8 @@ RUN python -m pip install --no-cache-dir "uv==0.13.9" \
 RUN useradd --create-home --uid 10001 prefect
 
 # The repository, as .dockerignore lists it, in one layer: a code change rebuilds only this one.
-# Dockerfile, .dockerignore and prefect-docker.yaml come too: the compose deploy-docker job builds
-# the flow image from this copy. The code stays root's and read-only to the user that runs it, so
+# Dockerfile and .dockerignore come too: the compose deploy-docker job builds the flow image from
+# this copy. The code stays root's and read-only to the user that runs it, so
 # the copy matches a clone checked out by root and that build finds every layer cached.
 COPY . .
 

@@ -5,7 +5,7 @@ never is `latest`.
     python -m deployments.image_tag      # prints e.g. 0.1.0-3f2a9c1d8e7b
 
 `python -m deployments plan/apply` export it as FLOW_IMAGE_TAG (settings.IMAGE_TAG_ENV), which
-prefect-docker.yaml's build step and job variables use.
+the build step and job variables of prefect.yaml's target docker use.
 """
 
 from __future__ import annotations

@@ -51,7 +51,7 @@ POOL_CONCURRENCY_LIMIT_ENV = "POOL_CONCURRENCY_LIMIT"
 LOCAL_DATABASE_ENV = "LOCAL_DATABASE"
 LOCAL_DATABASES = ("postgres", "sqlite")
 HEALTH_PORT_ENV = "PREFECT_WORKER_WEBSERVER_PORT"  # Prefect's own: the worker reads it too
-# The flow image's tag (deployments/image_tag.py), exported for prefect-docker.yaml.
+# The flow image's tag (deployments/image_tag.py), exported for prefect.yaml's target docker.
 IMAGE_TAG_ENV = "FLOW_IMAGE_TAG"
 SOURCE_ENV = "DEPLOYMENTS_SOURCE"
 # The named target of prefect.yaml that plan and apply deploy (deployments/targets.py).

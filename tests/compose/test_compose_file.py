@@ -77,9 +77,7 @@ def test_docker_pool_builds_pushes_and_runs_through_the_socket(services) -> None
     socket = "/var/run/docker.sock:/var/run/docker.sock:rw"
     for name in ("deploy-docker", "docker-worker"):
         assert services[name]["volumes"] == [socket], name
-    assert services["deploy-docker"]["command"] == (
-        "python -m deployments apply --prefect-file prefect-docker.yaml"
-    )
+    assert services["deploy-docker"]["command"] == "python -m deployments apply --target docker"
     env = services["deploy-docker"]["environment"]
     assert env["FLOW_IMAGE_REPOSITORY"] == "127.0.0.1:5000/prefect-deployments"
     assert services["registry"]["ports"] == ["127.0.0.1:5000:5000/tcp"]

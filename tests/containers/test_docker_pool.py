@@ -1,8 +1,8 @@
 """The Docker work pool for real: `docker compose --profile single --profile docker-pool up -d
 --wait` builds the flow image with prefect-docker's steps, pushes it to the stack's loopback
-registry and registers prefect-docker.yaml's deployments; its prefect-docker worker runs each flow
-run in a container of its own, on the compose network, with auth on. A stack of its own (project
-name, registry port), taken down in finally with the images it built."""
+registry and registers the deployments of prefect.yaml's target docker; its prefect-docker worker
+runs each flow run in a container of its own, on the compose network, with auth on. A stack of its
+own (project name, registry port), taken down in finally with the images it built."""
 
 from __future__ import annotations
 
@@ -206,8 +206,9 @@ def test_a_flow_container_killed_with_its_worker_ends_crashed_by_the_zombie_auto
 
 
 def test_a_code_change_and_a_redeploy_run_the_new_image(pool_stack, pool_api, tmp_path) -> None:
-    """`python -m deployments apply --prefect-file prefect-docker.yaml` from a clone whose
-    greeting changed: a new tag is built, pushed and deployed, and the next run uses it."""
+    """`python -m deployments apply --target docker` from a clone whose greeting changed, with
+    the target's server in PROD_PREFECT_API_URL: a new tag is built, pushed and deployed, and
+    the next run uses it."""
     clone = image_copy(tmp_path / "clone")
     greetings = clone / "flows" / "greetings.py"
     greetings.write_text(greetings.read_text().replace('f"Hello, {name}!"', 'f"Howdy, {name}!"'))
@@ -218,10 +219,12 @@ def test_a_code_change_and_a_redeploy_run_the_new_image(pool_stack, pool_api, tm
         **pool_stack.client_env,
         "FLOW_IMAGE_REPOSITORY": f"{pool_stack.registry}/{REPOSITORY}",
         "FLOW_NETWORK": f"{pool_stack.name}_default",
+        "PROD_PREFECT_API_URL": pool_stack.client_env["PREFECT_API_URL"],
+        "PROD_PREFECT_API_AUTH_STRING": pool_stack.client_env["PREFECT_API_AUTH_STRING"],
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
     }
     applied = subprocess.run(
-        [sys.executable, "-m", "deployments", "apply", "--prefect-file", "prefect-docker.yaml"],
+        [sys.executable, "-m", "deployments", "apply", "--target", "docker"],
         cwd=clone,
         env=env,
         capture_output=True,

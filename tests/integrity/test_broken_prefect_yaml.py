@@ -29,7 +29,11 @@ MODULE = ["tests/integrity/test_prefect_yaml.py"]
 # Every module that reads prefect.yaml can meet a file that is not YAML; a missing key reaches
 # only the loader's checks.
 BREAKAGES = {
-    "invalid-yaml": (("deployments:", "deployments: ["), WHOLE_SUITE, "cannot be read as YAML"),
+    "invalid-yaml": (
+        ("\ndeployments:\n", "\ndeployments: [\n"),
+        WHOLE_SUITE,
+        "cannot be read as YAML",
+    ),
     "missing-entrypoint": (
         (SQUARES_ENTRYPOINT, ""),
         MODULE,

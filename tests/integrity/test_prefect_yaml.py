@@ -26,6 +26,7 @@ from prefect.utilities.schema_tools import ValidationError, validate
 from deployments import settings
 from deployments.declarations import SECTIONS
 from deployments.spec import DeploymentSpec, SpecError, load_deployments, load_raw
+from deployments.targets import choosing
 
 
 def _load() -> tuple[dict, list[DeploymentSpec], SpecError | None]:
@@ -39,6 +40,12 @@ RAW, SPECS, LOAD_ERROR = _load()
 BY_NAME = {spec.name: spec for spec in SPECS}
 # What the tutorial promises users, as full "flow/deployment" names.
 EXPECTED = {"compute-squares/compute-squares", "say-hello/greeting-schedule"}
+
+
+def targeted_raw(target: str | None) -> dict:
+    """The file as `target` sees it (deployments/targets.py)."""
+    with choosing(target):
+        return load_raw()
 
 
 def _keys(model) -> set[str]:
@@ -70,16 +77,27 @@ def test_declares_the_tutorial_deployments() -> None:
 
 
 def test_top_level_has_no_keys_prefect_ignores() -> None:
-    # `definitions` only carries YAML anchors and the declarations' sections are read by
-    # `python -m deployments`; Prefect 2 leftovers (storage, infrastructure) fail.
-    unknown = set(RAW) - _keys(PrefectYamlModel) - {"definitions", *SECTIONS}
+    # `definitions` only carries YAML anchors; the declarations' sections and `targets` are read
+    # by `python -m deployments`; Prefect 2 leftovers (storage, infrastructure) fail.
+    unknown = set(RAW) - _keys(PrefectYamlModel) - {"definitions", "targets", *SECTIONS}
     assert not unknown, f"prefect.yaml: keys Prefect would silently ignore: {sorted(unknown)}"
 
 
-@pytest.mark.parametrize("index", range(len(RAW.get("deployments", []))))
-def test_deployment_has_no_keys_prefect_ignores(index: int) -> None:
-    raw = RAW["deployments"][index]
-    where = f"prefect.yaml deployments[{index}] ({raw.get('name')})"
+# Every target's deployments, as `prefect deploy` reads the target's file.
+TARGET_DEPLOYMENTS = [
+    (target, index, raw)
+    for target in (RAW.get("targets") or {None: None})
+    for index, raw in enumerate(targeted_raw(target)["deployments"] if RAW else [])
+]
+
+
+@pytest.mark.parametrize(
+    ("target", "index", "raw"),
+    TARGET_DEPLOYMENTS,
+    ids=[f"{target}-{raw.get('name')}" for target, _, raw in TARGET_DEPLOYMENTS],
+)
+def test_deployment_has_no_keys_prefect_ignores(target: str | None, index: int, raw: dict) -> None:
+    where = f"prefect.yaml (target {target}) deployments[{index}] ({raw.get('name')})"
     assert not set(raw) - _keys(DeploymentConfig), f"{where}: unknown keys"
     assert not set(raw.get("work_pool", {})) - _keys(WorkPoolConfig), f"{where}.work_pool"
     for schedule in raw.get("schedules") or []:
