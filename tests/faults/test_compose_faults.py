@@ -43,11 +43,15 @@ class ComposeTarget:
         return self.project.client()
 
     def plan(self) -> subprocess.CompletedProcess[str]:
-        """`python -m deployments plan` where the deploy job ran it: in the image, against the
-        stack's server, with the stack's settings."""
-        return self.project.compose(
-            "exec", "-T", "worker", "python", "-m", "deployments", "plan", check=False
+        """`python -m deployments plan --target prod` as the deploy job applied it: in the image,
+        against the stack's server, with the stack's settings (prod's server variables are the
+        container's own)."""
+        plan = (
+            "PROD_PREFECT_API_URL=$PREFECT_API_URL"
+            " PROD_PREFECT_API_AUTH_STRING=$PREFECT_API_AUTH_STRING"
+            " exec python -m deployments plan --target prod"
         )
+        return self.project.compose("exec", "-T", "worker", "sh", "-c", plan, check=False)
 
     def finish(self) -> list[str]:
         """The stack stays up for the next cell: every running service must be healthy."""
