@@ -50,7 +50,7 @@ def services(tmp_path):
 PROFILES = {
     "single": {"prefect-server", "tls"},
     "ha": {"redis", "prefect-api-1", "prefect-api-2", "prefect-services", "lb"},
-    "docker-pool": {"registry", "deploy-docker", "docker-worker"},
+    "docker-pool": {"registry-auth", "registry", "deploy-docker", "docker-worker"},
 }
 HA_API = ("prefect-api-1", "prefect-api-2")
 # Set by compose itself (the project's name), not by .env.
@@ -81,7 +81,33 @@ def test_docker_pool_builds_pushes_and_runs_through_the_socket(services) -> None
     env = services["deploy-docker"]["environment"]
     assert env["FLOW_IMAGE_REPOSITORY"] == "127.0.0.1:5000/prefect-deployments"
     assert services["registry"]["ports"] == ["127.0.0.1:5000:5000/tcp"]
-    assert "--pool docker-pool --type docker" in services["docker-worker"]["command"]
+
+
+def command(service: dict) -> str:
+    """A service's command as one line (a list or a string in the file)."""
+    value = service["command"]
+    return value if isinstance(value, str) else " ".join(value)
+
+
+def test_the_registry_is_https_with_a_login_that_the_deploy_job_and_the_worker_use(
+    services,
+) -> None:
+    registry = services["registry"]
+    assert registry["environment"]["REGISTRY_AUTH"] == "htpasswd"
+    assert (
+        registry["environment"]["REGISTRY_HTTP_TLS_CERTIFICATE"] == "/run/secrets/tls-certificate"
+    )
+    assert {secret["source"] for secret in registry["secrets"]} == {"tls-certificate", "tls-key"}
+    made = services["registry-auth"]
+    assert command(made) == "python -m stack.registry_auth htpasswd /auth/htpasswd"
+    assert registry["depends_on"]["registry-auth"]["condition"] == "service_completed_successfully"
+    login = {"REGISTRY_USER", "REGISTRY_PASSWORD"}
+    for name in ("registry-auth", "deploy-docker", "docker-worker"):
+        assert login <= set(services[name]["environment"]), name
+    for name in ("deploy-docker", "docker-worker"):
+        assert services[name]["environment"]["FLOW_REGISTRY"] == "127.0.0.1:5000", name
+    assert "stack.registry_auth login &&" in command(services["docker-worker"])
+    assert "--pool docker-pool --type docker" in command(services["docker-worker"])
     order = services["docker-worker"]["depends_on"]["deploy-docker"]["condition"]
     assert order == "service_completed_successfully"
 

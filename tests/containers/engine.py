@@ -166,6 +166,7 @@ class ComposeProject:
             "SERVER_PORT": str(self.server_port),
             "TLS_CERT_FILE": str(self.certificate),
             "TLS_KEY_FILE": str(certs / "server-key.pem"),
+            "REGISTRY_PASSWORD": unique("registry"),
             **env,
         }
         self.env_file = write_env_file(tmp_dir / f"{self.name}.env", **self.env)
@@ -176,6 +177,17 @@ class ComposeProject:
     def registry(self) -> str:
         """The profile docker-pool's registry, as Docker on this machine reaches it."""
         return f"127.0.0.1:{self.env.get('REGISTRY_PORT', '5000')}"
+
+    @property
+    def registry_login(self) -> tuple[str, str]:
+        return (self.env.get("REGISTRY_USER", "flows"), self.env["REGISTRY_PASSWORD"])
+
+    def registry_api(self, path: str, login: bool = True) -> httpx.Response:
+        """GET the registry's API (`/v2/...`) over HTTPS, trusting the stack's CA only; with its
+        login, or without any."""
+        trust = ssl.create_default_context(cafile=str(self.ca))
+        auth = self.registry_login if login else None
+        return httpx.get(f"https://{self.registry}{path}", verify=trust, auth=auth, timeout=10)
 
     def compose(
         self,

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import pytest
 from prefect.client.orchestration import SyncPrefectClient
 from prefect.client.schemas.filters import (
@@ -89,8 +88,33 @@ def test_profile_up_builds_pushes_and_deploys_then_the_worker_is_healthy(pool_st
     assert (deploy["State"], deploy["ExitCode"]) == ("exited", 0)
     assert {c["Health"] for c in services["docker-worker"]} == {"healthy"}
     assert {c["State"] for c in services["registry"]} == {"running"}
-    tags = httpx.get(f"http://{pool_stack.registry}/v2/{REPOSITORY}/tags/list", timeout=10)
+    tags = pool_stack.registry_api(f"/v2/{REPOSITORY}/tags/list")
     assert tags.json()["tags"] == [image_tag()], "pushed under the code's tag, nothing else"
+
+
+def test_the_registry_refuses_a_client_that_does_not_log_in(pool_stack, tmp_path) -> None:
+    """HTTPS with the stack's certificate, and no push or pull without the login: the API
+    answers 401, and Docker on this machine, with no login of its own, cannot push."""
+    assert pool_stack.registry_api("/v2/", login=False).status_code == 401
+    assert pool_stack.registry_api("/v2/").status_code == 200
+    image = f"{pool_stack.registry}/{REPOSITORY}"
+    intruder = f"{image}:{unique('unauthenticated')}"
+    docker("image", "tag", f"{image}:{image_tag()}", intruder)
+    try:
+        pushed = subprocess.run(
+            ["docker", "push", intruder],
+            env={**os.environ, "DOCKER_CONFIG": str(tmp_path)},  # no login stored there
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    finally:
+        docker("image", "rm", intruder)
+    assert pushed.returncode != 0, pushed.stdout
+    refusals = ("no basic auth credentials", "unauthorized", "authentication required")
+    assert any(refusal in pushed.stderr for refusal in refusals), pushed.stderr
+    tags = pool_stack.registry_api(f"/v2/{REPOSITORY}/tags/list").json()["tags"]
+    assert intruder.rsplit(":", 1)[1] not in tags
 
 
 def test_docker_deployments_name_the_pushed_image_and_the_compose_network(
@@ -207,8 +231,8 @@ def test_a_flow_container_killed_with_its_worker_ends_crashed_by_the_zombie_auto
 
 def test_a_code_change_and_a_redeploy_run_the_new_image(pool_stack, pool_api, tmp_path) -> None:
     """`python -m deployments apply --target docker` from a clone whose greeting changed, with
-    the target's server in PROD_PREFECT_API_URL: a new tag is built, pushed and deployed, and
-    the next run uses it."""
+    the target's server in PROD_PREFECT_API_URL and the registry's login: a new tag is built,
+    pushed and deployed, and the next run pulls and uses it."""
     clone = image_copy(tmp_path / "clone")
     greetings = clone / "flows" / "greetings.py"
     greetings.write_text(greetings.read_text().replace('f"Hello, {name}!"', 'f"Howdy, {name}!"'))
@@ -219,6 +243,9 @@ def test_a_code_change_and_a_redeploy_run_the_new_image(pool_stack, pool_api, tm
         **pool_stack.client_env,
         "FLOW_IMAGE_REPOSITORY": f"{pool_stack.registry}/{REPOSITORY}",
         "FLOW_NETWORK": f"{pool_stack.name}_default",
+        "FLOW_REGISTRY": pool_stack.registry,
+        "REGISTRY_USER": pool_stack.registry_login[0],
+        "REGISTRY_PASSWORD": pool_stack.registry_login[1],
         "PROD_PREFECT_API_URL": pool_stack.client_env["PREFECT_API_URL"],
         "PROD_PREFECT_API_AUTH_STRING": pool_stack.client_env["PREFECT_API_AUTH_STRING"],
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",

@@ -13,7 +13,13 @@ from deployments.image_tag import image_tag
 from deployments.settings import IMAGE_TAG_ENV, TARGET_ENV
 from deployments.spec import SpecError, chosen_target, load_deployments, load_raw, owner_tag
 
-ENV = {"FLOW_IMAGE_REPOSITORY": "127.0.0.1:5000/prefect-deployments", "FLOW_NETWORK": "flows"}
+ENV = {
+    "FLOW_IMAGE_REPOSITORY": "127.0.0.1:5000/prefect-deployments",
+    "FLOW_NETWORK": "flows",
+    "FLOW_REGISTRY": "127.0.0.1:5000",
+    "REGISTRY_USER": "flows",
+    "REGISTRY_PASSWORD": "a-registry-password",
+}
 
 
 @pytest.fixture
@@ -88,7 +94,7 @@ def test_each_run_gets_the_image_of_this_code_in_a_container_of_its_own(docker_e
         assert variables["image"] == image
         assert variables["networks"] == [docker_env["FLOW_NETWORK"]]
         assert variables["auto_remove"] is True
-        assert variables["image_pull_policy"] == "IfNotPresent"
+        assert variables["image_pull_policy"] == "Always", "the very image apply pushed"
         assert variables["command"] is None, "prefect-docker's own command"
         assert "env" not in variables, "no credentials in a deployment: the worker passes its own"
 
@@ -101,7 +107,12 @@ def test_docker_is_built_and_pushed_with_prefect_docker_under_the_code_tag(targe
     step = build["prefect_docker.deployments.steps.build_docker_image"]
     assert step["tag"] == "{{ $" + IMAGE_TAG_ENV + " }}"
     assert step["pull"] is False  # the pinned base image as present locally
-    assert "prefect_docker.deployments.steps.push_docker_image" in push
+    pushed = push["prefect_docker.deployments.steps.push_docker_image"]
+    assert pushed["credentials"] == {  # the registry's login, from the environment only
+        "registry_url": "{{ $FLOW_REGISTRY }}",
+        "username": "{{ $REGISTRY_USER }}",
+        "password": "{{ $REGISTRY_PASSWORD }}",
+    }
     target("dev")
     assert load_raw()["build"] is None and load_raw()["push"] is None
 
