@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 TEST_WORKERS ?= 3
 RELIABILITY_WORKERS ?= 2
 FAULT_WORKERS ?= 3
-LONG_WORKERS ?= 5
+LONG_WORKERS ?= 4
 # uv installs the lock file; bootstrapped with pip when the machine has none.
 UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 export DO_NOT_TRACK := 1

@@ -235,7 +235,9 @@ class ComposeProject:
         )
 
     def down(self) -> None:
-        self.compose("down", "-v", "--remove-orphans", "--timeout", "20", timeout=180)
+        """Containers, networks and volumes gone. On vfs, removing a container deletes a full copy
+        of its image, which under make long's load can take minutes: the deadline is up's."""
+        self.compose("down", "-v", "--remove-orphans", "--timeout", "20", timeout=420)
 
     def diagnostics(self) -> str:
         """`ps -a` and the last log lines of every service, for a failure message."""
