@@ -119,9 +119,18 @@ def test_broken_prefect_yaml_stops_the_compose_deploy_before_the_server_changes(
     deploy_command = shlex.split(compose["services"]["deploy"]["command"])
     before = {d.name: (d.id, d.updated) for d in api.read_deployments()}
 
+    # The deploy job's environment: its target's server (x-deploy-env) is the live stack.
+    prod_server = {
+        "PROD_PREFECT_API_URL": live_stack.api_url,
+        "PROD_PREFECT_API_AUTH_STRING": live_stack.auth_string or "",
+    }
     result = subprocess.run(
         deploy_command,
-        env={**live_stack.env, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"},
+        env={
+            **live_stack.env,
+            **prod_server,
+            "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+        },
         cwd=copy,
         capture_output=True,
         text=True,
