@@ -26,14 +26,14 @@ PASSWORD_ENV = "REGISTRY_PASSWORD"
 REGISTRY_ENV = "FLOW_REGISTRY"
 
 
-class MissingCredential(ValueError):
-    """A variable the registry's credentials need is empty."""
+class CredentialError(ValueError):
+    """A variable the registry's credentials need is empty or unusable."""
 
 
 def _required(name: str) -> str:
     value = os.environ.get(name, "")
     if not value:
-        raise MissingCredential(
+        raise CredentialError(
             f"set {name} (in .env for docker compose): the docker-pool registry accepts only "
             "authenticated clients"
         )
@@ -43,7 +43,7 @@ def _required(name: str) -> str:
 def credentials() -> tuple[str, str]:
     user = _required(USER_ENV)
     if ":" in user:
-        raise MissingCredential(f"{USER_ENV} may not contain ':' (htpasswd separates on it)")
+        raise CredentialError(f"{USER_ENV} may not contain ':' (htpasswd separates on it)")
     return user, _required(PASSWORD_ENV)
 
 
@@ -59,11 +59,11 @@ def docker_config_path() -> Path:
     return Path(directory) / "config.json"
 
 
-def write_login(path: Path | None = None) -> Path:
+def write_login() -> Path:
     """Add FLOW_REGISTRY's login to the Docker client configuration, keeping its other entries."""
     registry = _required(REGISTRY_ENV)
     user, password = credentials()
-    path = path or docker_config_path()
+    path = docker_config_path()
     config = json.loads(path.read_text()) if path.is_file() else {}
     token = base64.b64encode(f"{user}:{password}".encode()).decode()
     config.setdefault("auths", {})[registry] = {"auth": token}
@@ -94,7 +94,7 @@ def main(argv: list[str]) -> int:
         else:
             path = write_login()
             print(f"registry-auth: logged in to {os.environ[REGISTRY_ENV]} ({path})")
-    except MissingCredential as exc:
+    except CredentialError as exc:
         print(f"registry-auth: error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -179,15 +179,19 @@ class ComposeProject:
         return f"127.0.0.1:{self.env.get('REGISTRY_PORT', '5000')}"
 
     @property
+    def trust(self) -> ssl.SSLContext:
+        """A TLS context that trusts the stack's CA only (its published port and registry)."""
+        return ssl.create_default_context(cafile=str(self.ca))
+
+    @property
     def registry_login(self) -> tuple[str, str]:
         return (self.env.get("REGISTRY_USER", "flows"), self.env["REGISTRY_PASSWORD"])
 
     def registry_api(self, path: str, login: bool = True) -> httpx.Response:
         """GET the registry's API (`/v2/...`) over HTTPS, trusting the stack's CA only; with its
         login, or without any."""
-        trust = ssl.create_default_context(cafile=str(self.ca))
         auth = self.registry_login if login else None
-        return httpx.get(f"https://{self.registry}{path}", verify=trust, auth=auth, timeout=10)
+        return httpx.get(f"https://{self.registry}{path}", verify=self.trust, auth=auth, timeout=10)
 
     def compose(
         self,
@@ -293,9 +297,8 @@ class ComposeProject:
     def http(self, method: str, path: str, **kwargs) -> httpx.Response:
         """A request to the published port (`path` from the root: `/api/health`), trusting the
         stack's CA only."""
-        trust = ssl.create_default_context(cafile=str(self.ca))
         kwargs.setdefault("timeout", 10)
-        return httpx.request(method, self.ui_url + path, verify=trust, **kwargs)
+        return httpx.request(method, self.ui_url + path, verify=self.trust, **kwargs)
 
     @property
     def client_env(self) -> dict[str, str]:
