@@ -60,11 +60,30 @@ def process_state(pid: int) -> str | None:
         return None
 
 
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return "boot"
+
+
+# The kernel's id of this boot: a start time counted from boot names a process of this boot only.
+BOOT_ID = _boot_id()
+
+
 def start_time(pid: int) -> str | None:
-    """When a running `pid` started, as the kernel counts it (a recycled pid starts later);
-    None if it is gone or has exited."""
-    process = _process(pid)
-    return None if process is None else f"{process.create_time():.2f}"
+    """When a running `pid` started (a recycled pid starts later), as the kernel counts it: clock
+    ticks since this boot, never the wall clock, which NTP or a resumed VM may step while the
+    process runs (psutil's create_time() adds the wall-clock boot time); None if it is gone or
+    has exited."""
+    if _process(pid) is None:
+        return None
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # Field 22, starttime; the fields after the command name, which may hold spaces, in ().
+    return f"{BOOT_ID}:{stat.rpartition(')')[2].split()[19]}"
 
 
 def proc_cmdline(pid: int) -> str:
