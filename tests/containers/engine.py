@@ -123,7 +123,26 @@ def session_image() -> str:
         if docker("image", "ls", "-q", tag).strip():
             return tag
         docker("build", "--quiet", "--tag", tag, str(settings.REPO_ROOT), timeout=900)
+        _keep_dependency_layers(tag)
     return tag
+
+
+# The session image's layers under the code's (the Dockerfile puts dependencies, user and
+# environment first) outlive the session under this tag: the next session's build takes them
+# from the cache, and only copies the code (on vfs every layer is a full copy of the image).
+LAYER_CACHE_TAG = "prefect-deployments-test-cache:dependencies"
+
+
+def _keep_dependency_layers(tag: str) -> None:
+    """Tag the parent of `tag`'s code layer as LAYER_CACHE_TAG; remove the layers the tag held
+    before, when they differ (the dependencies changed)."""
+    parent = docker("image", "inspect", "--format", "{{.Parent}}", tag).strip()
+    if not parent:  # a builder that records no parent (BuildKit) has a cache of its own
+        return
+    before = docker("image", "inspect", "--format", "{{.Id}}", LAYER_CACHE_TAG, check=False)
+    docker("tag", parent, LAYER_CACHE_TAG)
+    if before.strip().startswith("sha256:") and before.strip() != parent:
+        docker("image", "rm", before.strip(), check=False)
 
 
 def remove_session_image() -> None:
