@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Protocol
 from uuid import UUID
 
+import httpx
 import psutil
 import pytest
 from prefect.client.orchestration import SyncPrefectClient
@@ -116,6 +117,14 @@ class UserStack:
             )
         return failures
 
+    def diagnostics(self) -> str:
+        """`make status` and the last lines of the server's and the supervisor's logs."""
+        stack = self.stack
+        parts = [f"--- make status\n{self.make('status').stdout}"]
+        for process in (stack.server, stack.worker):
+            parts.append(f"--- {process.log_path}\n{process.log_tail(40)}")
+        return "\n".join(parts)
+
     def processes(self) -> list[psutil.Process]:
         """Every running process of this stack: marked with its token (stack/processes.py), or
         naming its state directory (PostgreSQL's postmaster and backends)."""
@@ -169,6 +178,10 @@ class Target(Protocol):
         failed to happen."""
         ...
 
+    def diagnostics(self) -> str:
+        """What the stack's processes or containers last logged, for a failed cell."""
+        ...
+
 
 class CellRun:
     """What a cell's test does between the burst and the checks: wait for the fault's moment,
@@ -208,6 +221,7 @@ def cell_run(
     worker the test runs elsewhere, for instance."""
     print(f"fault cell {cell.key}: seed {SEED} (FAULT_SEED={SEED} repeats it)")
     target.up()
+    outcome = None
     try:
         with beside(), target.client() as api:
             run = CellRun(target, cell, api)
@@ -217,17 +231,36 @@ def cell_run(
             assert run.fault_at is not None, "the test injected no fault"
             outcome = _settle_and_check(run)
     finally:
+        if outcome is None or outcome.violations:
+            _print_diagnostics(target)
         finished = target.finish()
     outcome.violations.extend(finished)
     outcome.write()
     assert not outcome.violations, outcome.violations
 
 
+def _print_diagnostics(target: Target) -> None:
+    """For a failed cell's report (pytest shows what it printed); never in the failure's way."""
+    try:
+        print(target.diagnostics())
+    except Exception as error:  # noqa: BLE001 - the cell's own failure is the one to report
+        print(f"(no diagnostics: {error!r})")
+
+
 def _settle_and_check(run: CellRun) -> Outcome:
     api, cell = run.api, run.cell
 
     def all_final():
-        runs = api.read_flow_runs(flow_run_filter=_ids_filter(run.run_ids), limit=len(run.run_ids))
+        try:
+            runs = api.read_flow_runs(
+                flow_run_filter=_ids_filter(run.run_ids), limit=len(run.run_ids)
+            )
+        except (httpx.TransportError, httpx.HTTPStatusError) as error:
+            # A server still recovering from the fault may fail a read: poll again. The reads
+            # after the settling fail the test if it does not recover.
+            if isinstance(error, httpx.HTTPStatusError) and error.response.status_code < 500:
+                raise
+            return None
         return runs if all(r.state and r.state.is_final() for r in runs) else None
 
     poll_until(all_final, SETTLE_S, interval_s=2)

@@ -63,6 +63,9 @@ class ComposeTarget:
         ]
         return [f"after the recovery not healthy: {', '.join(unhealthy)}"] if unhealthy else []
 
+    def diagnostics(self) -> str:
+        return self.project.diagnostics()
+
     def kill(self, service: str) -> str:
         """`docker kill` of the service's container; how `docker compose ps` then shows it."""
         (container,) = self.project.container_ids(service)
