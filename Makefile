@@ -98,7 +98,7 @@ long: $(VENV)/.synced  ## make containers, make reliability and make faults in o
 	scripts/install-test-tools
 	scripts/install-docker
 	rm -rf results/faults
-	SOAK_RUNS=50 SOAK_WORKERS=3 $(PYTEST) -n $(LONG_WORKERS) --dist loadscope --no-loadscope-reorder \
+	SOAK_RUNS=50 SOAK_WORKERS=3 $(PYTEST) -n $(LONG_WORKERS) --dist loadscope --no-loadscope-reorder --durations=60 \
 		-m "containers or reliability or faults" tests/containers tests/reliability tests/faults
 	$(PY) -m tests.faults.matrix
 
