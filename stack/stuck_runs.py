@@ -6,7 +6,8 @@
   automation crash-stuck-pending-flow-runs crashes such a run from its Pending event, but the
   server keeps events in memory until its triggers service has read them, so a run that turned
   PENDING just before the server stopped (`make down`, a crash) has no event left to act on.
-  `sweep_pool` marks a run of the pool PENDING for longer than the zombie window.
+  `sweep_pool` marks a run of the pool PENDING for longer than the zombie window, unless its
+  recorded process runs: one that started while its server was away reports once it is back.
 - **Its process gone.** A flow-run process killed while its server was away (or stopping) sends
   no final state, and when the server never read a heartbeat of it the zombie rule has nothing
   to act on either. Prefect's process worker records only the bare pid (no machine), so the
@@ -16,7 +17,7 @@
   recorded process is gone (its pid ended, or now names a process started at another time), and
   forgets the records of processes that are gone.
 
-    crashed = sweep_pool(api_url, auth_string, pool_name, older_than_s)
+    crashed = sweep_pool(api_url, auth_string, pool_name, older_than_s, processes_dir)
     crashed = sweep_processes(api_url, auth_string, processes_dir)
 """
 
@@ -46,10 +47,17 @@ UNFINISHED = ("RUNNING", "PENDING")
 
 
 def sweep_pool(
-    api_url: str, auth_string: str | None, pool_name: str, older_than_s: float
+    api_url: str,
+    auth_string: str | None,
+    pool_name: str,
+    older_than_s: float,
+    processes_dir: Path | None = None,
 ) -> list[str]:
-    """Mark CRASHED every run of `pool_name` PENDING for longer than `older_than_s`; the names of
-    those it marked. Raises httpx.HTTPError when the server does not answer."""
+    """Mark CRASHED every run of `pool_name` PENDING for longer than `older_than_s`, unless its
+    process, recorded in `processes_dir`, runs (it started, and reports once it reaches the
+    server); the names of those it marked. Raises httpx.HTTPError when the server does not
+    answer."""
+    started = _live_runs(processes_dir, api_url.rstrip("/")) if processes_dir else set()
     with _api(api_url, auth_string) as (http, headers):
         response = http.post(
             "/flow_runs/filter",
@@ -66,7 +74,8 @@ def sweep_pool(
         return [
             run["name"]
             for run in response.json()
-            if (now - datetime.fromisoformat(run["state"]["timestamp"])).total_seconds()
+            if run["id"] not in started
+            and (now - datetime.fromisoformat(run["state"]["timestamp"])).total_seconds()
             > older_than_s
             and _crash(http, headers, run["id"], message)
         ]
@@ -112,6 +121,19 @@ def sweep_processes(api_url: str, auth_string: str | None, directory: Path) -> l
 def _records_for(directory: Path, api_url: str) -> Iterator[tuple[Path, str, int]]:
     """The records in `directory` for the server at `api_url` whose process is gone (its pid
     ended, or names a process started at another time), with their run id and pid."""
+    for path, run_id, pid, alive in _records(directory, api_url):
+        if not alive:
+            yield path, run_id, pid
+
+
+def _live_runs(directory: Path, api_url: str) -> set[str]:
+    """The runs whose recorded process for the server at `api_url` is running."""
+    return {run_id for _, run_id, _, alive in _records(directory, api_url) if alive}
+
+
+def _records(directory: Path, api_url: str) -> Iterator[tuple[Path, str, int, bool]]:
+    """Each whole record in `directory` for the server at `api_url`: its path, run id, pid, and
+    whether that process still runs (the pid names a process started when the record says)."""
     if not directory.is_dir():
         return
     for path in sorted(directory.iterdir()):
@@ -122,8 +144,8 @@ def _records_for(directory: Path, api_url: str) -> Iterator[tuple[Path, str, int
             record = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        if record.get("api_url") == api_url and start_time(int(pid)) != record.get("started"):
-            yield path, run_id, int(pid)
+        if record.get("api_url") == api_url:
+            yield path, run_id, int(pid), start_time(int(pid)) == record.get("started")
 
 
 @contextmanager

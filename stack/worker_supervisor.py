@@ -175,7 +175,11 @@ class Supervisor:
         try:
             gone = sweep_processes(self.api_url, self.auth_string, self.processes_dir)
             pending = sweep_pool(
-                self.api_url, self.auth_string, self.pool_name, self.zombie_after_s
+                self.api_url,
+                self.auth_string,
+                self.pool_name,
+                self.zombie_after_s,
+                self.processes_dir,
             )
         except (httpx.HTTPError, ValueError, KeyError) as exc:
             log(f"could not look for runs left behind: {exc!r}")

@@ -1,9 +1,9 @@
 """stack/stuck_runs.py, as the worker supervisor calls it, against a live server with basic auth
 and CSRF protection: a run of its pool left PENDING is marked CRASHED with why once older than the
-window, a younger one and a run of another pool are left alone; a RUNNING run whose recorded
-flow-run process is gone is marked CRASHED, one whose process lives is not, and records of
-another server are not touched; a run's process records itself while it runs (where the worker
-supervisor says) and removes the record when it ends."""
+window; a younger one, one whose recorded process runs and a run of another pool are left alone.
+A RUNNING run whose recorded flow-run process is gone is marked CRASHED, one whose process lives
+is not, and records of another server are not touched; a run's process records itself while it
+runs (where the worker supervisor says) and removes the record when it ends."""
 
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ from tests.reliability.flows import sleep_for
 pytestmark = pytest.mark.parametrize("live_stack", ["postgres"], indirect=True)
 
 
-def test_runs_left_pending_are_crashed_only_in_their_pool_and_only_when_old(
-    api, live_stack
+def test_runs_left_pending_are_crashed_only_in_their_pool_only_when_old_and_never_started(
+    api, live_stack, tmp_path
 ) -> None:
     # Pools no worker polls: nothing else moves these runs.
     pools = [unique("stuck"), unique("other")]
@@ -37,20 +37,24 @@ def test_runs_left_pending_are_crashed_only_in_their_pool_and_only_when_old(
         ):
             runs = [
                 api.create_flow_run_from_deployment(d.id, parameters={"seconds": 1})
-                for d in (stuck, other)
+                for d in (stuck, other, stuck)
             ]
             for run in runs:
                 assert api.set_flow_run_state(run.id, Pending()).state.is_pending()
+            # The third run's process started (this one), and waits for its server.
+            records = tmp_path / "flow-run-processes"
+            record_process(records, str(runs[2].id), live_stack.api_url)
 
             sweep = (live_stack.api_url, live_stack.auth_string, pools[0])
-            assert sweep_pool(*sweep, older_than_s=3600) == []
+            assert sweep_pool(*sweep, older_than_s=3600, processes_dir=records) == []
             assert api.read_flow_run(runs[0].id).state.is_pending()
 
-            assert sweep_pool(*sweep, older_than_s=0) == [runs[0].name]
+            assert sweep_pool(*sweep, older_than_s=0, processes_dir=records) == [runs[0].name]
             crashed = api.read_flow_run(runs[0].id).state
             assert crashed.is_crashed(), crashed
             assert "never started" in crashed.message
             assert api.read_flow_run(runs[1].id).state.is_pending()
+            assert api.read_flow_run(runs[2].id).state.is_pending()
             for run in runs:
                 api.delete_flow_run(run.id)
     finally:
