@@ -74,8 +74,13 @@ LOCAL_CELLS = [
         "local-server",
         "`kill -9` of the Prefect server",
         "`make status` shows the server stopped; `make up` starts it again; runs in flight "
-        "complete or are CRASHED by the zombie rule; none is left RUNNING, none runs twice",
+        "complete or are CRASHED by the zombie rule; "
+        "while it is away every run is cut off from it: one CRASHED by the zombie rule meanwhile "
+        "reports its end once it is back (COMPLETED, or FAILED by its own timeout); "
+        "none is left RUNNING, none runs twice",
         crashes=True,
+        resumes=True,
+        times_out=True,
     ),
     Cell(
         "local-supervisor",
@@ -164,8 +169,13 @@ COMPOSE_CELLS = [
         "compose-prefect-server",
         "`docker kill` of the compose `prefect-server` container",
         f"`docker compose ps` shows it exited; {_UP}; runs in flight complete or are CRASHED "
-        "naming why; none is left RUNNING, none runs twice",
+        "naming why; "
+        "while it is away every run is cut off from it: one CRASHED by the zombie rule meanwhile "
+        "reports its end once it is back (COMPLETED, or FAILED by its own timeout); "
+        "none is left RUNNING, none runs twice",
         crashes=True,
+        resumes=True,
+        times_out=True,
     ),
     Cell(
         "compose-worker",
@@ -185,9 +195,13 @@ COMPOSE_CELLS = [
     Cell(
         "compose-ha-lb",
         "`docker kill` of the `ha` profile's `lb` container (nginx, the only way to the API)",
-        f"`docker compose ps` shows it exited; clients and the worker retry; {_UP}; every run "
-        "reaches a final state, none twice",
+        f"`docker compose ps` shows it exited; clients and the worker retry; {_UP}; "
+        "while it is away every run is cut off from the API: one CRASHED by the zombie rule "
+        "meanwhile reports its end once it is back (COMPLETED, or FAILED by its own timeout); "
+        "every run reaches a final state, none twice",
         crashes=True,
+        resumes=True,
+        times_out=True,
     ),
 ]
 CELLS = {cell.key: cell for cell in LOCAL_CELLS + PARTITION_CELLS + DISK_CELLS + COMPOSE_CELLS}
