@@ -60,9 +60,9 @@ test: $(VENV)/.synced  ## unit, integrity, end-to-end, browser and compose tests
 		-m "not reliability and not containers and not faults"
 
 # docker-compose.yml and the Dockerfile on a real Docker engine with Compose v2: installs the
-# engine, starts dockerd (vfs) unless one answers, builds stand-ins for base images no registry
-# serves here (scripts/install-docker), then a stack with the docker-pool profile and one
-# without: up, runs, checks, down -v. Needs root.
+# engine, starts dockerd (overlay2, else vfs) unless one answers, builds stand-ins for base
+# images no registry serves here (scripts/install-docker), then a stack with the docker-pool
+# profile and one without: up, runs, checks, down -v. Needs root.
 containers: $(VENV)/.synced  ## the compose stack in real containers (CI runs it after make test)
 	scripts/install-docker
 	$(PYTEST) -m containers tests/containers
