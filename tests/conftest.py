@@ -80,14 +80,14 @@ def stack_scope(nodeid: str) -> str:
     together (one test function). Else the test's module (module-scoped stacks)."""
     param = LIVE_STACK_PARAM.search(nodeid)
     path = nodeid.split("::", 1)[0]
+    if path == "tests/faults/test_compose_faults.py":  # before the parameter: `[postgres]` too
+        return nodeid.split("[", 1)[0]
     if param:
         return f"live_stack[{param[1]}]"
     if nodeid.startswith("tests/unit/"):
         return "tests/unit"
     if path in COMPOSE_SESSION_STACK:
         return "compose session stack"
-    if path == "tests/faults/test_compose_faults.py":
-        return nodeid.split("[", 1)[0]
     if path.startswith("tests/faults/"):
         return nodeid
     return path

@@ -14,7 +14,7 @@ import tomllib
 from _pytest.mark.expression import Expression
 
 from deployments import settings
-from tests.conftest import TESTS_DIR, folder_marker
+from tests.conftest import TESTS_DIR, folder_marker, stack_scope
 
 # Each folder of tests/ (its marker has its name) and the make target that runs it.
 FOLDER_TARGETS = {
@@ -45,6 +45,39 @@ class ListMarkers:
 
 sys.exit(pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider"], plugins=[ListMarkers()]))
 """
+
+
+# Collects the whole suite and prints each test's node id and whether it runs on a live stack.
+LIST_LIVE_STACK_TESTS = """
+import sys
+import pytest
+
+class ListLiveStackTests:
+    def pytest_collection_finish(self, session):
+        for item in session.items:
+            print("LIVE", item.nodeid, "live_stack" in item.fixturenames, sep="\t")
+
+sys.exit(pytest.main(["--collect-only", "-q", "-p", "no:cacheprovider"],
+                     plugins=[ListLiveStackTests()]))
+"""
+
+
+def _collect(script: str, prefix: str) -> list[list[str]]:
+    """Run a collection script as `pytest` collects; its rows that start with `prefix`."""
+    environment = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"}
+    listed = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=settings.REPO_ROOT,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert listed.returncode == 0, listed.stdout[-3000:] + listed.stderr[-3000:]
+    lines = listed.stdout.splitlines()
+    rows = [line.split("\t")[1:] for line in lines if line.startswith(prefix)]
+    assert len(rows) > 100, listed.stdout[-3000:]
+    return rows
 
 
 def _registered_markers() -> set[str]:
@@ -93,24 +126,23 @@ def test_each_folder_is_run_by_exactly_its_make_target() -> None:
 
 
 def test_every_collected_test_carries_exactly_its_folder_marker() -> None:
-    environment = {k: v for k, v in os.environ.items() if k != "PYTEST_ADDOPTS"}
-    listed = subprocess.run(
-        [sys.executable, "-c", LIST_MARKERS],
-        cwd=settings.REPO_ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert listed.returncode == 0, listed.stdout[-3000:] + listed.stderr[-3000:]
-    lines = listed.stdout.splitlines()
-    rows = [line.split("\t")[1:] for line in lines if line.startswith("MARKED\t")]
-    assert len(rows) > 100, listed.stdout[-3000:]
+    rows = _collect(LIST_MARKERS, "MARKED\t")
     wrong = {}
     for node_id, *markers in rows:
         folder = node_id.split("/")[1]
         if set(markers) & set(FOLDER_TARGETS) != {folder}:
             wrong[node_id] = markers
+    assert not wrong, wrong
+
+
+def test_a_live_stack_unit_holds_exactly_the_tests_on_that_live_stack() -> None:
+    """xdist gives each unit (tests/conftest.py, stack_scope) to one worker: a test on a stack of
+    its own counted into a live stack's unit starts that stack on another worker."""
+    wrong = {
+        node_id: stack_scope(node_id)
+        for node_id, on_live_stack in _collect(LIST_LIVE_STACK_TESTS, "LIVE\t")
+        if stack_scope(node_id).startswith("live_stack[") != (on_live_stack == "True")
+    }
     assert not wrong, wrong
 
 
