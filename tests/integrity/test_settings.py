@@ -39,10 +39,12 @@ def test_defaults(clean_env) -> None:
         "PREFECT_WORKER_QUERY_SECONDS": "0.5",
         "PREFECT_WORKER_PREFETCH_SECONDS": "10",
         "FLOW_HEARTBEAT_SECONDS": "30",
+        "PREFECT_CLIENT_SERVER_VERSION_CHECK_ENABLED": "false",
     }
     assert config.server_env() == {
         "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": "5",
         "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": settings.FILE_LEASE_STORAGE,
+        "PYTHONTZPATH": "",
     }
     assert config.zombie_after_s == 90
     assert config.work_pool_name == "local-process"  # prefect.toml
