@@ -8,6 +8,7 @@ from bench.measures import REFUSED
 P50_TARGET_S, P95_TARGET_S = 1.5, 2.5
 RUNS_PER_MIN_TARGET = 45
 CPU_PER_RUN_TARGET_S = 1.5
+REQUESTS_PER_RUN_TARGET = 15
 PER_TASK_TARGET_MS = 2.0
 RANGE_TARGET_S = 5.0
 DEPLOY_TARGET_S = 3.0
@@ -37,6 +38,15 @@ def unmet_targets(results: dict, cores: int) -> list[str]:
             f"{CPU_PER_RUN_TARGET_S} s): {cores} cores finish at most "
             f"{60 * cores / load['cpu_s_per_run']:.0f} a minute at that cost (cold on SQLite: "
             f"{tuned['throughput']['cpu_s_per_run']:.2f} s)"
+        )
+    requests = warm["requests"]
+    if requests["per_run"] > REQUESTS_PER_RUN_TARGET:
+        most = ", ".join(
+            f"{request} {count:.1f}" for request, count in list(requests["by_path"].items())[:4]
+        )
+        reasons.append(
+            f"{requests['per_run']:.1f} API requests per run (target {REQUESTS_PER_RUN_TARGET}); "
+            f"the most: {most} (every one in the table of requests)"
         )
     if warm["all_503s"]:
         reasons.append(

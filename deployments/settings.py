@@ -20,6 +20,7 @@ the bench, and timeouts.
 
 from __future__ import annotations
 
+import sysconfig
 import tomllib
 from pathlib import Path
 
@@ -73,6 +74,9 @@ PREFECT_DEFAULTS_ENV = {
     "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": "30",
     "PREFECT_WORKER_QUERY_SECONDS": "10",
     "PREFECT_WORKER_PREFETCH_SECONDS": "10",
+    "PREFECT_CLIENT_SERVER_VERSION_CHECK_ENABLED": "true",
+    "PREFECT_CLIENT_CSRF_SUPPORT_ENABLED": "true",
+    TZPATH_ENV: sysconfig.get_config_var("TZPATH") or "",  # Python's own, as if unset
 }
 
 # How long `make up` and the tests wait for a process to become healthy or to stop.

@@ -33,6 +33,7 @@ import httpx
 from deployments import settings
 from stack.postgres import LocalDatabase
 from stack.processes import (
+    CSRF_SUPPORT_ENV,
     ManagedProcess,
     csrf_headers,
     http_get,
@@ -164,7 +165,7 @@ class LocalStack:
         if not self.auth_string:
             # The server's CSRF protection is off without auth: no client asks it for a token
             # (each run's clients would, twice, and get 422).
-            return {"PREFECT_CLIENT_CSRF_SUPPORT_ENABLED": "false"}
+            return {CSRF_SUPPORT_ENV: "false"}
         return {
             "PREFECT_SERVER_API_AUTH_STRING": self.auth_string,  # the server checks it
             "PREFECT_API_AUTH_STRING": self.auth_string,  # every client sends it

@@ -204,9 +204,18 @@ def http_get(url: str, timeout_s: float, auth: tuple[str, str] | None = None):
         return None
 
 
+# Prefect's clients ask for no CSRF token with this setting false (stack/local.py sets it where
+# the server's protection is off); pydantic's spellings of false.
+CSRF_SUPPORT_ENV = "PREFECT_CLIENT_CSRF_SUPPORT_ENABLED"
+FALSE_WORDS = {"0", "off", "f", "false", "n", "no"}
+
+
 def csrf_headers(http: httpx.Client, client_id: str) -> dict[str, str]:
     """The headers a POST needs when the server has CSRF protection on (it does with basic auth,
-    as `make up` with PREFECT_AUTH=1 and the compose stack run it); none when it is off."""
+    as `make up` with PREFECT_AUTH=1 and the compose stack run it); none when it is off, or
+    when this process's environment turns Prefect's CSRF support off."""
+    if os.environ.get(CSRF_SUPPORT_ENV, "").strip().lower() in FALSE_WORDS:
+        return {}
     response = http.get("/csrf-token", params={"client": client_id})
     if response.status_code != 200:
         return {}

@@ -51,12 +51,21 @@ def test_tiny_benchmark_reports_every_measure() -> None:
         load = figures[variant]["throughput"]
         assert load["failed"] == 0 and load["runs_per_min"] > 0 and load["cpu_s_per_run"] > 0
         assert load["refused"] == 0 and load["stuck"] == 0, (variant, load["stuck_states"])
+    # Each run's requests, from the server's access log: with Prefect's defaults its clients
+    # ask the server's version and a CSRF token; the repository's settings turn both off.
+    default, warm = (figures[v]["requests"]["by_path"] for v in ("default", "warm"))
+    assert default["GET /api/admin/version"] > 0 and default["GET /api/csrf-token"] > 0, default
+    assert "GET /api/admin/version" not in warm and "GET /api/csrf-token" not in warm, warm
+    assert warm["POST /api/flow_runs/{id}/set_state"] >= 3, warm  # PENDING, RUNNING, COMPLETED
+    assert figures["warm"]["requests"]["per_run"] == sum(warm.values())
+    assert "| `POST /api/flow_runs/{id}/set_state` |" in figures["requests_table"]
+    assert figures["requests_table"] in result.stdout
     assert figures["warm"]["chunks"]["deployment_state"] == "COMPLETED"
     dask = figures["warm"]["dask"]
     assert dask["default"]["state"] == dask["dask"]["state"] == "COMPLETED", dask
     assert figures["plain"]["latency"]["runs"] == SIZES["tiny"]["latency_runs"]
     table_lines = figures["table"].splitlines()
-    assert len(table_lines) == 2 + 17, figures["table"]
+    assert len(table_lines) == 2 + 18, figures["table"]
     assert all(line.count("|") == 2 + len(VARIANTS) + 2 for line in table_lines), figures["table"]
     assert "| prefect deploy --all |" in figures["table"]
     assert figures["table"] in result.stdout
