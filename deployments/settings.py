@@ -97,6 +97,11 @@ def _variable(name: str, default):
     return Field(default, validation_alias=name)
 
 
+# What the server's vacuum deletes once past its retention, and Prefect's retention settings
+# (server_env).
+VACUUMED = "events,flow_runs"
+VACUUM_RETENTION_ENV = "PREFECT_SERVER_SERVICES_DB_VACUUM_RETENTION_PERIOD"
+EVENT_RETENTION_ENV = "PREFECT_SERVER_EVENTS_RETENTION_PERIOD"
 # Prefect's own lease storage that survives a server restart (server_env).
 FILE_LEASE_STORAGE = "prefect.server.concurrency.lease_storage.filesystem"
 
@@ -112,6 +117,8 @@ _WHOLE_NUMBERS = {
     "slot_wait_seconds": 1,
     "soak_runs": 1,
     "soak_workers": 1,
+    "flow_run_retention_days": 1,
+    "event_retention_days": 1,
 }
 # Whole-number settings with a greatest allowed value too.
 _AT_MOST = {"flow_heartbeat_seconds": 240}
@@ -174,6 +181,14 @@ class Settings(BaseSettings):
     # own, whose minimum is 30 s). At most 240: each beat names the one before it, which Prefect
     # records only within 5 minutes.
     flow_heartbeat_seconds: int = _variable(HEARTBEAT_ENV, 30)
+    # Retention: the server's vacuum (hourly) deletes flow runs that ended more than this many
+    # days ago, with their task runs, states, logs and artifacts. Prefect deletes only runs in a
+    # final state, by their end time: a run still scheduled, pending, running or paused stays,
+    # however old. 30 days: 8,640 runs of a five-minute schedule. Unset, Prefect's vacuum
+    # deletes no flow run (server_env turns it on).
+    flow_run_retention_days: int = _variable("FLOW_RUN_RETENTION_DAYS", 30)
+    # Events (the Event Feed, what automations read back) this many days: Prefect's default.
+    event_retention_days: int = _variable("EVENT_RETENTION_DAYS", 7)
     # Optional: a directory where every flow-run process of a process pool writes one file,
     # `<flow run id>.<pid>`, as it starts (stack/flow_run.py): a record of how often each run
     # really executed, which the fault matrix (tests/faults) counts. Unset: nothing is written.
@@ -293,6 +308,11 @@ class Settings(BaseSettings):
             # file of the system's tz database on each call: 7 ms against 0.2 ms, several times
             # per run and per deployment the scheduler reads.
             TZPATH_ENV: "",
+            # The vacuum of old flow runs as well as of old events (Prefect's default: events).
+            "PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED": VACUUMED,
+            # ISO 8601 durations: the events' setting reads no plain number of seconds.
+            VACUUM_RETENTION_ENV: f"P{self.flow_run_retention_days}D",
+            EVENT_RETENTION_ENV: f"P{self.event_retention_days}D",
         }
 
     def worker_env(self) -> dict[str, str]:

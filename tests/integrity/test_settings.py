@@ -45,6 +45,9 @@ def test_defaults(clean_env) -> None:
         "PREFECT_SERVER_DEPLOYMENTS_CONCURRENCY_SLOT_WAIT_SECONDS": "5",
         "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": settings.FILE_LEASE_STORAGE,
         "PYTHONTZPATH": "",
+        "PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED": "events,flow_runs",
+        "PREFECT_SERVER_SERVICES_DB_VACUUM_RETENTION_PERIOD": "P30D",
+        "PREFECT_SERVER_EVENTS_RETENTION_PERIOD": "P7D",
     }
     assert config.zombie_after_s == 90
     assert config.work_pool_name == "local-process"  # prefect.toml
@@ -108,6 +111,11 @@ def test_an_empty_variable_counts_as_unset(clean_env) -> None:
             "PREFECT_WORKER_QUERY_SECONDS",
             "0.01",
             "PREFECT_WORKER_QUERY_SECONDS must be a number of seconds of at least 0.1, not '0.01'",
+        ),
+        (
+            "FLOW_RUN_RETENTION_DAYS",
+            "0.5",
+            "FLOW_RUN_RETENTION_DAYS must be a whole number of at least 1, not '0.5'",
         ),
         ("PREFECT_AUTH", "yes", "PREFECT_AUTH must be 1 (on) or 0 (off), not 'yes'"),
         ("WARM_LAUNCHER", "off", "WARM_LAUNCHER must be 1 (on) or 0 (off), not 'off'"),
