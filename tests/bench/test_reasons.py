@@ -17,6 +17,7 @@ ALL_MET = {
         "chunks": {"deployment_s": 4.0, "deployment_run_s": 1.0},
         "deploy_s": 2.5,
         "make_up_s": 19.0,
+        "requests": {"per_run": 14.0, "by_path": {"POST /api/flow_runs/{id}/set_state": 4.0}},
     },
     "tuned": {"all_503s": 4, "throughput": {"cpu_s_per_run": 4.3}, "make_up_s": 18.0},
     "plain": {"latency": {"p50": 0.5}},
@@ -56,17 +57,31 @@ def test_each_missed_target_has_its_line() -> None:
         chunks={"deployment_s": 7.27, "deployment_run_s": 1.13},
         deploy_s=8.96,
         make_up_s=48.11,
+        requests={
+            "per_run": 25.5,
+            "by_path": {
+                "GET /api/deployments/{id}": 4.0,
+                "POST /api/flow_runs/{id}/set_state": 4.0,
+                "GET /api/flow_runs/{id}": 3.0,
+                "GET /api/flows/{id}": 2.0,
+                "POST /api/logs/": 1.5,
+            },
+        },
     )
     reasons = unmet_targets(results, cores=2)
     assert [reason.split(" ", 2)[:2] for reason in reasons] == [
+        ["25.5", "API"],
         ["10", "answers"],
         ["17.00", "ms"],
         ["the", "range"],
         ["prefect", "deploy"],
         ["make", "up"],
     ]
-    assert "(target 0; cold on SQLite: 4)" in reasons[0]
-    assert "1.13 s running and 6.14 s before it" in reasons[2]
+    # the four most frequent requests, not the fifth
+    assert reasons[0].startswith("25.5 API requests per run (target 15); the most: ")
+    assert "GET /api/flows/{id} 2.0 (every one" in reasons[0] and "logs" not in reasons[0]
+    assert "(target 0; cold on SQLite: 4)" in reasons[1]
+    assert "1.13 s running and 6.14 s before it" in reasons[3]
 
 
 def test_refused_measures_give_no_reason() -> None:

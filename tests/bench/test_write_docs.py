@@ -19,6 +19,7 @@ def test_the_table_replaces_only_what_is_between_the_markers(tmp_path, monkeypat
         "size": {"latency_runs": 30, "throughput_runs": 100},
         "table": "| metric | a |\n|---|---|\n| p50 | 1.00 s |",
         "unmet": ["p50 too slow: because"],
+        "requests_table": "| request | a |\n|---|---|\n| `GET /api/flows/{id}` | 2.0 |",
     }
     run.write_docs(results, png)
     text = doc.read_text()
@@ -26,6 +27,7 @@ def test_the_table_replaces_only_what_is_between_the_markers(tmp_path, monkeypat
     assert "old table" not in text
     assert "`make bench` on 2 cores, 3.11.7, x86_64, 30 sequential runs and 100 at once" in text
     assert "| p50 | 1.00 s |" in text and "- p50 too slow: because\n" in text
+    assert "The requests of one say-hello run" in text and "| `GET /api/flows/{id}` | 2.0 |" in text
     assert (tmp_path / "bench.png").read_bytes() == b"plot"
     run.write_docs({**results, "unmet": []}, png)  # again: the markers are kept
     again = doc.read_text()
