@@ -246,6 +246,10 @@ def dask_rows(dask: dict | str, stop: int) -> list[tuple[str, ...]]:
     ]
 
 
+# The VARIANTS' columns.
+STACK_COLUMNS = ("Prefect defaults (SQLite)", "tuned, cold (SQLite)", "make up: warm, PostgreSQL")
+
+
 def requests_table(results: dict) -> str:
     """Which requests a sequential say-hello run makes, per run, on each stack: the run's own
     (the worker's, its process's) and the worker's polls while it ran."""
@@ -267,10 +271,6 @@ def render(rows: list[tuple[str, ...]]) -> str:
     header = ("metric", *STACK_COLUMNS, "plain Python", "target")
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
-
-
-# The VARIANTS' columns.
-STACK_COLUMNS = ("Prefect defaults (SQLite)", "tuned, cold (SQLite)", "make up: warm, PostgreSQL")
 
 
 def write_docs(results: dict, png: Path) -> None:
