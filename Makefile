@@ -13,7 +13,7 @@ UV := $(shell command -v uv 2>/dev/null || echo $(HOME)/.local/bin/uv)
 export DO_NOT_TRACK := 1
 
 .PHONY: up down status certs plan apply test containers reliability faults long soak bench \
-	bench-plan lint format clean
+	bench-plan bench-curves lint format clean
 
 $(UV):
 	python3 -m pip install --user --quiet "uv==0.13.9"  # the version uv.lock was written with
@@ -112,6 +112,9 @@ bench: $(VENV)/.synced  ## Prefect defaults vs tuned (SQLite, PostgreSQL) vs pla
 
 bench-plan: $(VENV)/.synced  ## plan and a no-op apply with 200 deployments; into docs/performance.md
 	PATH="$$PATH:/usr/lib/postgresql/15/bin" $(PY) -m bench.plan_scale 200
+
+bench-curves: $(VENV)/.synced  ## cost as workers, runs at once and deployments grow; into docs/
+	PATH="$$PATH:/usr/lib/postgresql/15/bin" $(PY) -m bench.curves
 
 lint: $(VENV)/.synced  ## ruff; actionlint and zizmor (offline) on .github/workflows
 	$(VENV)/bin/ruff check .

@@ -75,7 +75,7 @@ def _final_runs(client: SyncPrefectClient, flow_run_ids: list, timeout_s: float)
     return [finished[run_id] for run_id in flow_run_ids if run_id in finished], pending
 
 
-def _wait_final(client: SyncPrefectClient, flow_run_ids: list, timeout_s: float) -> list:
+def wait_final(client: SyncPrefectClient, flow_run_ids: list, timeout_s: float) -> list:
     finished, pending = _final_runs(client, flow_run_ids, timeout_s)
     if pending:
         raise TimeoutError(f"{len(pending)} of {len(flow_run_ids)} runs not final in {timeout_s} s")
@@ -115,7 +115,7 @@ def trigger_to_completed(client: SyncPrefectClient, count: int) -> dict:
         if created is None:
             refused += 1
             continue
-        (run,) = _wait_final(client, [created.id], timeout_s=120)
+        (run,) = wait_final(client, [created.id], timeout_s=120)
         failed += run.state.type != StateType.COMPLETED
         latencies.append((run.end_time - run.created).total_seconds())
         pickups.append((run.start_time - run.created).total_seconds())
@@ -225,7 +225,7 @@ def chunked_squares(api_url: str, client: SyncPrefectClient, stop: int, chunk_si
         deployment.id,
         parameters={"numbers": None, "start": 0, "stop": stop},
     )
-    (run,) = _wait_final(client, [created.id], timeout_s=300)
+    (run,) = wait_final(client, [created.id], timeout_s=300)
     return {
         "plain_s": plain_s,
         "in_process_s": in_process,
@@ -249,7 +249,7 @@ def range_on_dask(stack: LocalStack, client: SyncPrefectClient, stop: int, state
                 parameters={"numbers": None, "start": 0, "stop": stop},
                 job_variables={"env": env},
             )
-            (run,) = _wait_final(client, [created.id], timeout_s=900)
+            (run,) = wait_final(client, [created.id], timeout_s=900)
             if run.state.type != StateType.COMPLETED:
                 timings[runner] = {"state": run.state.type.value}
                 continue

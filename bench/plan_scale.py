@@ -49,7 +49,7 @@ def scaled_prefect_yaml(directory: Path, count: int) -> Path:
     return path
 
 
-def _timed(stack: LocalStack, path: Path, *args: str, expect: int = 0) -> float:
+def timed_cli(stack: LocalStack, path: Path, *args: str, expect: int = 0) -> float:
     started = time.perf_counter()
     result = subprocess.run(
         [sys.executable, "-m", "deployments", *args, "--prefect-file", str(path)],
@@ -79,9 +79,9 @@ def measure(count: int, root: Path, database: str = "postgres") -> dict:
         stack.start_database()
         stack.start_server()
         path = scaled_prefect_yaml(root, count)
-        first_apply = _timed(stack, path, "apply")
-        plans = [_timed(stack, path, "plan") for _ in range(REPEATS)]
-        applies = [_timed(stack, path, "apply") for _ in range(REPEATS)]
+        first_apply = timed_cli(stack, path, "apply")
+        plans = [timed_cli(stack, path, "plan") for _ in range(REPEATS)]
+        applies = [timed_cli(stack, path, "apply") for _ in range(REPEATS)]
     finally:
         stack.down()
     return {

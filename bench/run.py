@@ -24,7 +24,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from bench import measures, plan_scale
+from bench import curves, measures, plan_scale
 from bench.doc_block import write_block
 from bench.plot import draw
 from bench.reasons import REQUESTS_PER_RUN_TARGET, unmet_targets
@@ -105,6 +105,11 @@ def measure_variant(variant: str, size_name: str, root: Path, figures: dict, sav
             if size_name == "full":
                 figures["inline_1m_numbers"] = measures.inline_numbers_refused(client, 1_000_000)
             figures["deploy_s"] = measures.deploy_seconds(stack)
+            if size_name == "tiny":  # each growth curve at a few points (bench/curves.py)
+                (root / "curves").mkdir()
+                figures["curves"] = curves.measure_all(
+                    stack, client, root / "curves", curves.SIZES["tiny"]
+                )
         figures["all_503s"] = count_503s(stack)
         figures["worker"] = supervisor_decisions(stack)
     figures["complete"] = True
@@ -367,6 +372,9 @@ def main() -> int:
         plan_scale.main(["200"])  # writes its own table into docs/performance.md
     print(table)
     print(f"\nRequests per say-hello run:\n\n{results['requests_table']}")
+    if "curves" in results["warm"]:
+        tiny_curves = {"size": curves.SIZES[size_name], **results["warm"]["curves"]}
+        print(f"\nGrowth curves, a few points each:\n\n{curves.render(tiny_curves)}")
     print("\nTargets not met, and why (measured):" if results["unmet"] else "\nEvery target met.")
     for reason in results["unmet"]:
         print(f"- {reason}")

@@ -36,17 +36,24 @@ VARIANTS = {
 
 
 @contextlib.contextmanager
-def running_stack(variant: str, root: Path) -> Iterator[tuple[LocalStack, float]]:
+def running_stack(
+    variant: str,
+    root: Path,
+    config: settings.Settings | None = None,
+    extra_env: dict[str, str] | None = None,
+) -> Iterator[tuple[LocalStack, float]]:
     """A fresh stack (server, pool, deployments, supervised worker) and the seconds `up` took,
-    which is what `make up` does once `.venv` exists."""
+    which is what `make up` does once `.venv` exists; with `config` in place of the settings of
+    the environment, and `extra_env` over the variant's."""
     env, database = VARIANTS[variant]
     stack = LocalStack(
         state_dir=root / variant,
         port=free_port(),
         pool_name=f"bench-{variant}-{uuid.uuid4().hex[:6]}",
         worker_health_port=free_port(),
-        extra_env={**ACCESS_LOG_ENV, **env},
+        extra_env={**ACCESS_LOG_ENV, **env, **(extra_env or {})},
         database=database,
+        config=config,
     )
     started = time.perf_counter()
     LIVE_STACKS.add(stack)

@@ -9,11 +9,14 @@ CLI: create each deployment, or update it in place (same id; schedules matched b
 from __future__ import annotations
 
 import asyncio
+import inspect
 import sys
+from pathlib import Path
 from typing import TypeVar
 from uuid import UUID
 
-from prefect.client.orchestration import PrefectClient, get_client
+from prefect import Flow
+from prefect.client.orchestration import PrefectClient, SyncPrefectClient, get_client
 from prefect.client.schemas.actions import (
     DeploymentScheduleCreate,
     DeploymentScheduleUpdate,
@@ -85,6 +88,32 @@ def _schedules(spec: DeploymentSpec, action: type[ScheduleAction]) -> list[Sched
         )
         for s in spec.schedules
     ]
+
+
+def deploy_flow(
+    client: SyncPrefectClient,
+    flow: Flow,
+    name: str,
+    pool_name: str,
+    job_variables: dict | None = None,
+) -> UUID:
+    """A flow of this repository that prefect.yaml does not declare (the tests' and the bench's
+    own) deployed on `pool_name` as prefect.yaml deploys its flows: its pull steps, its first
+    deployment's job variables (or `job_variables`) and an enforced parameter schema, so its runs
+    start as the product's do. The caller deletes it."""
+    source = Path(inspect.getsourcefile(flow.fn)).resolve().relative_to(settings.REPO_ROOT)
+    if job_variables is None:
+        job_variables = load_deployments()[0].job_variables
+    return client.create_deployment(
+        flow_id=client.create_flow_from_name(flow.name),
+        name=name,
+        entrypoint=f"{source}:{flow.fn.__name__}",
+        work_pool_name=pool_name,
+        pull_steps=pull_steps(),
+        parameter_openapi_schema=parameter_schema(flow).model_dump(exclude_unset=True),
+        enforce_parameter_schema=True,
+        job_variables=job_variables,
+    )
 
 
 async def register_all(pool_name: str | None = None) -> dict[str, UUID]:

@@ -42,6 +42,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 
 import httpx
@@ -273,10 +274,10 @@ class Supervisor:
         return 0
 
 
-def processes_dir_default() -> Path:
-    """PREFECT_HOME's flow-run-processes: kept with the worker's other state, so the next
-    supervisor on this machine finds what the last one's runs left."""
-    home = os.environ.get("PREFECT_HOME") or "~/.prefect"
+def processes_dir_default(env: Mapping[str, str] = os.environ) -> Path:
+    """PREFECT_HOME's flow-run-processes (of `env`): kept with the worker's other state, so the
+    next supervisor on this machine finds what the last one's runs left."""
+    home = env.get("PREFECT_HOME") or "~/.prefect"
     return Path(home).expanduser() / "flow-run-processes"
 
 

@@ -9,20 +9,13 @@ from contextlib import contextmanager
 import pytest
 from prefect import Flow
 from prefect.client.orchestration import SyncPrefectClient
-from prefect.utilities.callables import parameter_schema
 
-from deployments.spec import load_deployments, pull_steps
+from deployments.register import deploy_flow
 from stack.local import LocalStack
 from stack.processes import live_children, proc_cmdline
 from tests.reliability.flows import sleep_for
 
 SLOW_DEPLOYMENT = "sleep-for/reliability-slow"
-
-
-def product_job_variables() -> dict:
-    """The job variables prefect.yaml gives its deployments: their working directory and the
-    command that forks each run from the warm launcher."""
-    return load_deployments()[0].job_variables
 
 
 @contextmanager
@@ -33,19 +26,11 @@ def deployed_test_flow(
     full_name: str,
     job_variables: dict | None = None,
 ):
-    """`flow` from tests/reliability/flows.py deployed on `pool_name` with prefect.yaml's pull
-    steps and job variables (or `job_variables`), so its runs start as the product's do; deleted
-    afterwards, so shared stacks keep only prefect.yaml's deployments."""
-    deployment_id = api.create_deployment(
-        flow_id=api.create_flow_from_name(flow.name),
-        name=full_name.split("/", 1)[1],
-        entrypoint=f"tests/reliability/flows.py:{flow.fn.__name__}",
-        work_pool_name=pool_name,
-        pull_steps=pull_steps(),
-        parameter_openapi_schema=parameter_schema(flow).model_dump(exclude_unset=True),
-        enforce_parameter_schema=True,
-        job_variables=product_job_variables() if job_variables is None else job_variables,
-    )
+    """`flow` from tests/reliability/flows.py deployed on `pool_name` as prefect.yaml deploys its
+    flows (deployments.register.deploy_flow); deleted afterwards, so shared stacks keep only
+    prefect.yaml's deployments."""
+    name = full_name.split("/", 1)[1]
+    deployment_id = deploy_flow(api, flow, name, pool_name, job_variables)
     try:
         yield api.read_deployment(deployment_id)
     finally:

@@ -10,6 +10,7 @@ import sys
 
 import pytest
 
+from bench.curves import SIZES as CURVES
 from bench.run import RESULTS_DIR, SIZES
 from bench.stacks import VARIANTS
 from deployments import settings
@@ -70,6 +71,7 @@ def test_tiny_benchmark_reports_every_measure() -> None:
     assert "| prefect deploy --all |" in figures["table"]
     assert figures["table"] in result.stdout
     assert all(f"- {reason}\n" in result.stdout for reason in figures["unmet"])
+    assert_curves(figures["warm"]["curves"], result.stdout)
 
     # A resumed run keeps the stacks that finished and measures only plain Python again.
     resumed = run_bench("tiny", timeout_s=300, BENCH_RESUME="1")
@@ -77,6 +79,25 @@ def test_tiny_benchmark_reports_every_measure() -> None:
     assert "BENCH_RESUME=1: keeping the measured default, tuned, warm" in resumed.stdout
     again = json.loads((RESULTS_DIR / "bench-tiny.json").read_text())
     assert all(again[variant] == figures[variant] for variant in VARIANTS)
+
+
+def assert_curves(figures: dict, stdout: str) -> None:
+    """Each growth curve (bench/curves.py) measured at each of its tiny points, and printed."""
+    size = CURVES["tiny"]
+    workers = figures["workers"]
+    assert [point["workers"] for point in workers] == size["workers"]
+    assert all(p["failed"] == p["stuck"] == p["refused"] == 0 for p in workers), workers
+    assert all(point["cpu_s_per_run"] > 0 for point in workers), workers
+    memory = figures["memory"]["warm"]
+    assert [point["runs"] for point in memory] == size["at_once"]
+    # A forked run's own pages are part of its PSS, which also counts its share of the pages it
+    # shares with the launcher.
+    assert all(0 < p["run_uss_mib"] < p["run_pss_mib"] for p in memory), memory
+    deployments = figures["deployments"]
+    counts = [(p["deployments"], p["scheduled_deployments"]) for p in deployments]
+    assert counts == [(count, count - 1) for count in size["deployments"]], deployments
+    assert all(p["idle_server_share"] > 0 and p["plan_s"] > 0 for p in deployments), deployments
+    assert "| workers on the pool | runs per minute |" in stdout
 
 
 def test_an_unknown_size_is_named() -> None:
