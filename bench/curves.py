@@ -11,10 +11,16 @@ from the wheel) grows with the work, one curve per kind of growth, each on a fre
   five-minute schedule and event trigger, the copies' first run an hour ahead so that none is due
   while measuring: the apply that creates them, the server's CPU in the minute after it (the
   scheduler fills each new schedule), the stack's CPU when idle after that (the worker polls
-  every PREFECT_WORKER_QUERY_SECONDS), and `plan`.
+  every PREFECT_WORKER_QUERY_SECONDS), and `plan`;
+- **history**: the stack's own first runs, then 10,000 and 100,000 finished runs more, copies of
+  them written through Prefect's database models (bench/history.py) and spread over the
+  retention period: say-hello's trigger to COMPLETED, the p95 of the API requests the UI's
+  dashboard, runs page and deployment page make (timed in Chromium, bench/ui_requests.py), and
+  the database's size.
 
     python -m bench.curves               # full size: results/bench-curves.json and .png,
                                          # docs/performance.md's curves and docs/bench-curves.png
+    BENCH_RESUME=1 python -m bench.curves  # keep the curves an earlier run measured (same sizes)
     BENCH_SIZE=tiny python -m bench.curves
 
 `make bench`'s tiny size (in `make test`) runs each curve at a few points on its warm stack
@@ -26,6 +32,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import signal
 import statistics
 import sys
 import tempfile
@@ -43,18 +50,23 @@ from prefect.client.schemas.filters import (
     DeploymentFilter,
     DeploymentFilterId,
     FlowRunFilter,
+    FlowRunFilterEndTime,
     FlowRunFilterId,
     FlowRunFilterState,
     FlowRunFilterStateType,
 )
 from prefect.client.schemas.objects import StateType
+from prefect.client.schemas.sorting import FlowRunSort
+from prefect.events.filters import EventFilter, EventOccurredFilter
 
 from bench import measures
 from bench.doc_block import write_block
 from bench.flows import hold
+from bench.history import database_bytes, seed_history
 from bench.plan_scale import timed_cli
 from bench.plot import draw_curves
 from bench.stacks import COLD, bench_client, running_stack, stack_cpu_seconds
+from bench.ui_requests import api_request_seconds
 from deployments import settings
 from deployments.register import deploy_flow
 from stack.local import LocalStack
@@ -70,6 +82,12 @@ SIZES = {
         "deployments": [2, 50, 200],
         "after_apply_s": 60,
         "idle_s": 60,
+        "history": [0, 10_000, 100_000],
+        "latency_runs": 20,
+        "template_squares": 5,
+        "ui_loads": 3,
+        "retention_days": [15, 30, 45, 60],
+        "runs_per_day": 288,
     },
     "tiny": {
         "workers": [1, 2],
@@ -79,12 +97,22 @@ SIZES = {
         "deployments": [2, 4],
         "after_apply_s": 2,
         "idle_s": 2,
+        "history": [0, 20],
+        "latency_runs": 2,
+        "template_squares": 1,
+        "ui_loads": 1,
+        "retention_days": [30, 34],
+        "runs_per_day": 1,
     },
 }
 RESULTS_DIR = settings.REPO_ROOT / "results"
 DOC_BLOCK = "bench.curves"  # docs/performance.md's generated part (bench/doc_block.py)
 MIB = 1024 * 1024
 GREETING = "greeting-schedule"  # prefect.yaml's scheduled deployment, copied by the curve
+# The history and retention curves' stacks run the server's vacuum every few seconds instead of
+# hourly, so that each point is read after a pass: the database holds what a server that ran that
+# long holds (e.g. only the last EVENT_RETENTION_DAYS of the history's events).
+FAST_VACUUM_ENV = {"PREFECT_SERVER_SERVICES_DB_VACUUM_LOOP_SECONDS": "5"}
 
 
 # -- workers --------------------------------------------------------------------------------
@@ -313,6 +341,156 @@ def deployments_curve(
         stack.apply("--prune")
 
 
+# -- history ----------------------------------------------------------------------------------
+
+
+def _finished() -> FlowRunFilter:
+    return FlowRunFilter(
+        state=FlowRunFilterState(type=FlowRunFilterStateType(any_=measures.FINAL_STATES))
+    )
+
+
+def _task_runs(client: SyncPrefectClient) -> int:
+    """Task runs in the database, counted by the server (the synchronous client has no call)."""
+    return client.request("POST", "/task_runs/count").json()
+
+
+def _ui_pages(client: SyncPrefectClient) -> dict[str, str]:
+    """The UI's pages a user opens first: the dashboard, the runs and say-hello's deployment."""
+    deployment = client.read_deployment_by_name(measures.SAY_HELLO)
+    return {
+        "dashboard": "/dashboard",
+        "runs": "/runs",
+        "deployment": f"/deployments/deployment/{deployment.id}",
+    }
+
+
+def _templates(client: SyncPrefectClient, size: dict) -> list:
+    """The say-hello runs of the first history point and `template_squares` compute-squares runs
+    with their default numbers, all finished: what the history is copied from."""
+    squares = client.read_deployment_by_name(measures.SQUARES)
+    count = size["template_squares"]
+    created = [client.create_flow_run_from_deployment(squares.id) for _ in range(count)]
+    measures.wait_final(client, [run.id for run in created], timeout_s=300)
+    newest = client.read_flow_runs(
+        flow_run_filter=_finished(),
+        sort=FlowRunSort.END_TIME_DESC,
+        limit=size["latency_runs"] + count,
+    )
+    return [run.id for run in newest]
+
+
+def history_point(stack: LocalStack, client: SyncPrefectClient, size: dict) -> dict:
+    """Say-hello's trigger to COMPLETED, the p95 of the API requests each UI page makes, and the
+    database's size, with the history the database holds now."""
+    latency = measures.trigger_to_completed(client, size["latency_runs"])
+    timed = api_request_seconds(stack.ui_url, _ui_pages(client), size["ui_loads"])
+    return {
+        "runs": client.count_flow_runs(flow_run_filter=_finished()),
+        "task_runs": _task_runs(client),
+        "latency_p50": latency["p50"],
+        "latency_p95": latency["p95"],
+        "ui_p95": {
+            page: measures.percentile([r["seconds"] for r in requests], 0.95)
+            for page, requests in timed.items()
+        },
+        "ui_requests_per_load": {
+            page: len(requests) / size["ui_loads"] for page, requests in timed.items()
+        },
+        "ui_slowest": {
+            page: max(requests, key=lambda r: r["seconds"])["request"]
+            for page, requests in timed.items()
+        },
+        "database_mib": database_bytes(stack.local_database.url) / MIB,
+    }
+
+
+def history_curve(stack: LocalStack, client: SyncPrefectClient, size: dict) -> list[dict]:
+    """history_point with the stack's own runs, then with each number of finished runs more,
+    copies of its first runs (bench/history.py) spread over the retention period, which keeps
+    them all."""
+    spread = timedelta(days=settings.current().flow_run_retention_days - 1)
+    points = [{"seeded": 0, **history_point(stack, client, size)}]
+    templates = _templates(client, size)
+    seeded = 0
+    for runs in size["history"][1:]:
+        seeded += seed_history(stack.local_database.url, templates, runs - seeded, spread)
+        points.append({"seeded": seeded, **history_point(stack, client, size)})
+    return points
+
+
+# -- retention --------------------------------------------------------------------------------
+
+
+def _expired(client: SyncPrefectClient) -> tuple[int, int]:
+    """Flow runs that ended, and events that occurred, longer ago than their retention."""
+    config, now = settings.current(), datetime.now(UTC)
+    runs = client.count_flow_runs(
+        flow_run_filter=FlowRunFilter(
+            end_time=FlowRunFilterEndTime(
+                before_=now - timedelta(days=config.flow_run_retention_days)
+            )
+        )
+    )
+    events = client.read_events(
+        EventFilter(
+            occurred=EventOccurredFilter(
+                since=now - timedelta(days=3650),
+                until=now - timedelta(days=config.event_retention_days),
+            )
+        ),
+        limit=1,
+    )
+    return runs, events.total
+
+
+def retention_point(stack: LocalStack, client: SyncPrefectClient) -> dict:
+    """What the database holds once the vacuum has deleted everything past its retention."""
+    if not poll_until(lambda: _expired(client) == (0, 0), 300, interval_s=2.0):
+        raise RuntimeError(f"the vacuum left {_expired(client)} expired (runs, events) after 300 s")
+    everything = EventFilter(
+        occurred=EventOccurredFilter(since=datetime.now(UTC) - timedelta(days=3650))
+    )
+    return {
+        "runs": client.count_flow_runs(flow_run_filter=_finished()),
+        "task_runs": _task_runs(client),
+        "events": client.read_events(everything, limit=1).total,
+        "database_mib": database_bytes(stack.local_database.url) / MIB,
+    }
+
+
+def retention_curve(stack: LocalStack, client: SyncPrefectClient, size: dict) -> list[dict]:
+    """A server that ran say-hello's five-minute schedule for each number of days: the runs of
+    the days not seeded yet (copies of the stack's say-hello runs, the older days last), then the
+    vacuum's pass awaited. What it holds is what such a server holds after a pass: the runs of the
+    last FLOW_RUN_RETENTION_DAYS days and the events of the last EVENT_RETENTION_DAYS."""
+    measures.trigger_to_completed(client, size["latency_runs"])  # the say-hello runs to copy
+    say_hello = client.read_deployment_by_name(measures.SAY_HELLO)
+    templates = [
+        run.id
+        for run in client.read_flow_runs(
+            deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[say_hello.id])),
+            flow_run_filter=FlowRunFilter(
+                state=FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.COMPLETED]))
+            ),
+            sort=FlowRunSort.END_TIME_DESC,
+            limit=size["latency_runs"],
+        )
+    ]
+    points, covered = [], 0
+    for days in size["retention_days"]:
+        seeded = seed_history(
+            stack.local_database.url,
+            templates,
+            size["runs_per_day"] * (days - covered),
+            spread=timedelta(days=days - covered),
+            offset=timedelta(days=covered),
+        )
+        covered = days
+        points.append({"days": days, "seeded": seeded, **retention_point(stack, client)})
+    return points
+
+
 # -- all curves -----------------------------------------------------------------------------
 
 
@@ -323,27 +501,65 @@ def measure_all(stack: LocalStack, client: SyncPrefectClient, root: Path, size: 
         "workers": workers_curve(stack, client, size),
         "memory": {"warm": memory_curve(stack, client, size)},
         "deployments": deployments_curve(stack, client, root, size),
+        "history": history_curve(stack, client, size),
+        "retention": retention_curve(stack, client, size),
+    }
+
+
+# The sizes each curve depends on: a curve an earlier run measured with the same ones, on the same
+# machine, is kept with BENCH_RESUME=1.
+CURVE_SIZES = {
+    "workers": ("workers", "burst"),
+    "deployments": ("deployments", "after_apply_s", "idle_s"),
+    "history": ("history", "latency_runs", "template_squares", "ui_loads"),
+    "memory": ("at_once", "hold_s"),
+    "retention": ("retention_days", "runs_per_day", "latency_runs"),
+}
+
+
+def resumable(previous: dict, results: dict) -> dict:
+    """The curves of an earlier run on the same machine measured at the sizes this run asks."""
+    if previous.get("machine") != results["machine"]:
+        return {}
+    then, now = previous.get("size", {}), results["size"]
+    return {
+        curve: previous[curve]
+        for curve, keys in CURVE_SIZES.items()
+        if curve in previous and all(then.get(key) == now[key] for key in keys)
     }
 
 
 def measure_full(size: dict, root: Path, results: dict, save) -> None:
-    """Each curve on a fresh stack, saved after each: the workers and the deployments on
-    `make up`'s, the memory on one whose WORKER_LIMIT lets every run of the largest point run at
-    once, warm and then cold."""
-    with running_stack("warm", root / "growth") as (stack, _), bench_client(stack) as client:
-        results["workers"] = workers_curve(stack, client, size)
+    """Each curve not in `results` yet on a fresh stack of its own, saved after each: the memory
+    on stacks whose WORKER_LIMIT lets every run of the largest point run at once, warm and cold."""
+    on_make_up = {
+        "workers": lambda stack, client: workers_curve(stack, client, size),
+        "deployments": lambda stack, client: deployments_curve(stack, client, root, size),
+        "history": lambda stack, client: history_curve(stack, client, size),
+        "retention": lambda stack, client: retention_curve(stack, client, size),
+    }
+    for curve, measure in on_make_up.items():
+        if curve in results:
+            continue
+        env = FAST_VACUUM_ENV if curve in ("history", "retention") else {}
+        with (
+            running_stack("warm", root / curve, extra_env=env) as (stack, _),
+            bench_client(stack) as client,
+        ):
+            results[curve] = measure(stack, client)
         save()
-        results["deployments"] = deployments_curve(stack, client, root, size)
-        save()
+    if "memory" in results:
+        return
     roomy = settings.current().model_copy(update={"worker_limit": max(size["at_once"])})
-    results["memory"] = {}
+    memory = {}
     for variant, launcher in (("warm", {}), ("cold", COLD)):
         with (
             running_stack("warm", root / f"memory-{variant}", roomy, launcher) as (stack, _),
             bench_client(stack) as client,
         ):
-            results["memory"][variant] = memory_curve(stack, client, size)
-        save()
+            memory[variant] = memory_curve(stack, client, size)
+    results["memory"] = memory
+    save()
 
 
 def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
@@ -352,7 +568,7 @@ def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
 
 
 def render(results: dict) -> str:
-    """The three tables, each under a line that says what was measured."""
+    """A table per curve, each under a line that says what was measured."""
     burst = results["size"]["burst"]
     workers = _table(
         ("workers on the pool", "runs per minute", "CPU per run (whole stack)", "failed", "stuck"),
@@ -410,6 +626,50 @@ def render(results: dict) -> str:
             for p in results["deployments"]
         ],
     )
+    pages = list(results["history"][0]["ui_p95"])
+    history = _table(
+        (
+            "runs in the database (task runs)",
+            "say-hello trigger→COMPLETED p50, p95",
+            *(f"UI {page}: p95 of its API requests (requests)" for page in pages),
+            "database",
+        ),
+        [
+            (
+                f"{p['runs']:,} ({p['task_runs']:,})",
+                f"{p['latency_p50']:.2f} s, {p['latency_p95']:.2f} s",
+                *(
+                    f"{p['ui_p95'][page]:.3f} s ({p['ui_requests_per_load'][page]:.0f})"
+                    for page in pages
+                ),
+                f"{p['database_mib']:,.0f} MiB",
+            )
+            for p in results["history"]
+        ],
+    )
+    config = settings.current()
+    retention = _table(
+        (
+            "days of say-hello every five minutes",
+            "runs written",
+            "finished runs kept (task runs)",
+            "events kept",
+            "database",
+        ),
+        [
+            (
+                str(p["days"]),
+                f"{p['seeded']:,}",
+                f"{p['runs']:,} ({p['task_runs']:,})",
+                f"{p['events']:,}",
+                f"{p['database_mib']:,.0f} MiB",
+            )
+            for p in results["retention"]
+        ],
+    )
+    slowest = "; ".join(
+        f"{page}: `{request}`" for page, request in results["history"][-1]["ui_slowest"].items()
+    )
     return (
         f"**Workers**: {burst} say-hello runs created at once, with more supervised workers on "
         f"the pool, each as `make up` runs its own (WORKER_LIMIT runs at once each):\n\n"
@@ -419,16 +679,27 @@ def render(results: dict) -> str:
         f"{memory}\n\n"
         f"**Deployments**: prefect.yaml's two and copies of say-hello with its five-minute "
         f"schedule and event trigger, none due while measured; idle over "
-        f"{results['size']['idle_s']} s with the worker polling:\n\n{deployments}"
+        f"{results['size']['idle_s']} s with the worker polling:\n\n{deployments}\n\n"
+        f"**History**: finished runs added as copies of the stack's own first runs (say-hello "
+        f"and compute-squares: their states, task runs, logs, artifacts and events), spread over "
+        f"the retention period; each page loaded {results['size']['ui_loads']} times in "
+        f"Chromium, its API requests timed by the browser:\n\n{history}\n\n"
+        f"The slowest request of each page at the largest history: {slowest}.\n\n"
+        f"**Retention**: FLOW_RUN_RETENTION_DAYS={config.flow_run_retention_days} and "
+        f"EVENT_RETENTION_DAYS={config.event_retention_days} (the defaults), on a stack that "
+        f"runs the vacuum every 5 s instead of hourly. Each line adds the older days' runs "
+        f"({results['size']['runs_per_day']} a day, copies of the stack's say-hello runs), then "
+        f"reads the database after the vacuum's pass:\n\n{retention}"
     )
 
 
 def main() -> int:
     try:
-        size_name = settings.current().bench_size
+        config = settings.current()
     except settings.SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    size_name = config.bench_size
     if size_name not in SIZES:
         print(f"BENCH_SIZE must be one of {', '.join(SIZES)}, not {size_name!r}", file=sys.stderr)
         return 2
@@ -440,8 +711,14 @@ def main() -> int:
         "machine": f"{os.cpu_count()} cores, {platform.python_version()}, {platform.machine()}",
     }
 
+    json_path = RESULTS_DIR / f"{stem}.json"
+    if config.bench_resume and json_path.exists():
+        kept = resumable(json.loads(json_path.read_text()), results)
+        results.update(kept)
+        print(f"BENCH_RESUME=1: keeping the measured {', '.join(kept) or 'nothing'}")
+
     def save() -> None:
-        (RESULTS_DIR / f"{stem}.json").write_text(json.dumps(results, indent=2, default=str))
+        json_path.write_text(json.dumps(results, indent=2, default=str))
 
     with tempfile.TemporaryDirectory(prefix="prefect-curves-") as root:
         os.chmod(root, 0o701)  # as root, the database runs as postgres, which passes through
@@ -464,4 +741,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
+    # SIGTERM unwinds like Ctrl-C: the stacks it started are stopped on the way out.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     sys.exit(main())

@@ -53,12 +53,14 @@ def draw(results: dict, path: Path) -> None:
 
 def draw_curves(results: dict, path: Path) -> None:
     """The growth curves of bench/curves.py, one panel each."""
-    figure, (workers, memory, deployments) = plt.subplots(1, 3, figsize=(15, 4))
+    figure, axes = plt.subplots(1, 5, figsize=(25, 4))
+    workers, memory, deployments, history, retention = axes
     counts = [p["workers"] for p in results["workers"]]
     workers.plot(
         counts, [p["runs_per_min"] for p in results["workers"]], "o-", color=COLORS["warm"]
     )
     workers.set_xticks(counts)
+    workers.set_ylim(bottom=0)
     workers.set_xlabel("workers on the pool")
     workers.set_ylabel("runs per minute")
     workers.set_title(f"{results['size']['burst']} runs at once")
@@ -70,6 +72,7 @@ def draw_curves(results: dict, path: Path) -> None:
             color=COLORS["warm" if variant == "warm" else "tuned"],
             label=f"{variant}: the stack grows per run",
         )
+    memory.set_xticks(results["size"]["at_once"])
     memory.set_xlabel("runs at once")
     memory.set_ylabel("MiB (PSS) per run")
     memory.set_ylim(bottom=0)
@@ -87,6 +90,27 @@ def draw_curves(results: dict, path: Path) -> None:
     deployments.set_ylim(bottom=0)
     deployments.legend()
     deployments.set_title("idle stack")
+    runs = [p["runs"] for p in results["history"]]
+    history.plot(runs, [p["latency_p95"] for p in results["history"]], "o-", label="run p95")
+    for page in results["history"][0]["ui_p95"]:
+        seconds = [p["ui_p95"][page] for p in results["history"]]
+        history.plot(runs, seconds, "o--", label=f"UI {page}: request p95")
+    history.set_xscale("symlog", linthresh=100)
+    history.set_xlabel("finished runs in the database")
+    history.set_ylabel("seconds")
+    history.set_ylim(bottom=0)
+    history.legend()
+    history.set_title("history")
+    days = [p["days"] for p in results["retention"]]
+    retention.plot(days, [p["database_mib"] for p in results["retention"]], "o-", label="database")
+    retention.set_xlabel("days of say-hello every five minutes")
+    retention.set_ylabel("MiB")
+    retention.set_ylim(bottom=0)
+    kept = retention.twinx()
+    kept.plot(days, [p["runs"] for p in results["retention"]], "s--", color="#999999")
+    kept.set_ylabel("finished runs kept (squares)")
+    kept.set_ylim(bottom=0)
+    retention.set_title("under retention")
     figure.suptitle(f"make bench-curves on {results['machine']}")
     figure.tight_layout()
     figure.savefig(path, dpi=80)

@@ -97,6 +97,21 @@ def assert_curves(figures: dict, stdout: str) -> None:
     counts = [(p["deployments"], p["scheduled_deployments"]) for p in deployments]
     assert counts == [(count, count - 1) for count in size["deployments"]], deployments
     assert all(p["idle_server_share"] > 0 and p["plan_s"] > 0 for p in deployments), deployments
+    history = figures["history"]
+    # Whole copies of the first point's runs: as many runs as asked, or a few less.
+    assert 0 < history[1]["seeded"] <= size["history"][1], history
+    assert history[1]["runs"] >= history[0]["runs"] + history[1]["seeded"], history
+    assert history[1]["task_runs"] > history[0]["task_runs"], history
+    for point in history:
+        assert set(point["ui_p95"]) == {"dashboard", "runs", "deployment"}, point
+        assert all(count > 0 for count in point["ui_requests_per_load"].values()), point
+        assert 0 < point["latency_p50"] <= point["latency_p95"] and point["database_mib"] > 0
+    # A server's history past the retention is vacuumed: the second point's runs, all older than
+    # it, went (a scheduled say-hello run may have finished meanwhile).
+    retention = figures["retention"]
+    assert [point["days"] for point in retention] == size["retention_days"], retention
+    assert retention[1]["seeded"] > 1, retention
+    assert retention[1]["runs"] < retention[0]["runs"] + retention[1]["seeded"], retention
     assert "| workers on the pool | runs per minute |" in stdout
 
 
