@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import signal
 import statistics
 import sys
@@ -65,12 +64,19 @@ from bench.flows import hold
 from bench.history import database_bytes, seed_history
 from bench.plan_scale import timed_cli
 from bench.plot import draw_curves
+from bench.sizes import start
 from bench.stacks import COLD, bench_client, running_stack, stack_cpu_seconds
 from bench.ui_requests import api_request_seconds
 from deployments import settings
 from deployments.register import deploy_flow
 from stack.local import LocalStack
-from stack.processes import ManagedProcess, free_port, poll_until, tree_cpu_seconds
+from stack.processes import (
+    ManagedProcess,
+    free_port,
+    poll_until,
+    process_trees,
+    tree_cpu_seconds,
+)
 from stack.worker_supervisor import processes_dir_default
 
 SIZES = {
@@ -105,7 +111,6 @@ SIZES = {
         "runs_per_day": 1,
     },
 }
-RESULTS_DIR = settings.REPO_ROOT / "results"
 DOC_BLOCK = "bench.curves"  # docs/performance.md's generated part (bench/doc_block.py)
 MIB = 1024 * 1024
 GREETING = "greeting-schedule"  # prefect.yaml's scheduled deployment, copied by the curve
@@ -177,15 +182,9 @@ def tree_pss(*roots: int) -> int:
     """Bytes of PSS (each shared page split between its sharers) of the processes `roots` and
     their descendants."""
     total = 0
-    for root in roots:
-        try:
-            tree = [psutil.Process(root)]
-            tree += tree[0].children(recursive=True)
-        except psutil.NoSuchProcess:
-            continue
-        for process in tree:
-            with suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-                total += process.memory_full_info().pss
+    for process in process_trees(*roots):
+        with suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            total += process.memory_full_info().pss
     return total
 
 
@@ -694,28 +693,10 @@ def render(results: dict) -> str:
 
 
 def main() -> int:
-    try:
-        config = settings.current()
-    except settings.SettingsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    config, results, json_path = start(SIZES, "bench-curves", resumable)
     size_name = config.bench_size
-    if size_name not in SIZES:
-        print(f"BENCH_SIZE must be one of {', '.join(SIZES)}, not {size_name!r}", file=sys.stderr)
-        return 2
     size = SIZES[size_name]
-    RESULTS_DIR.mkdir(exist_ok=True)
-    stem = "bench-curves" if size_name == "full" else f"bench-curves-{size_name}"
-    results: dict = {
-        "size": {"name": size_name, **size},
-        "machine": f"{os.cpu_count()} cores, {platform.python_version()}, {platform.machine()}",
-    }
-
-    json_path = RESULTS_DIR / f"{stem}.json"
-    if config.bench_resume and json_path.exists():
-        kept = resumable(json.loads(json_path.read_text()), results)
-        results.update(kept)
-        print(f"BENCH_RESUME=1: keeping the measured {', '.join(kept) or 'nothing'}")
+    png_path = json_path.with_suffix(".png")
 
     def save() -> None:
         json_path.write_text(json.dumps(results, indent=2, default=str))
@@ -724,19 +705,17 @@ def main() -> int:
         os.chmod(root, 0o701)  # as root, the database runs as postgres, which passes through
         measure_full(size, Path(root), results, save)
     text = render(results)
-    draw_curves(results, RESULTS_DIR / f"{stem}.png")
+    draw_curves(results, png_path)
     if size_name == "full":
         write_block(
             settings.REPO_ROOT / "docs" / "performance.md",
             DOC_BLOCK,
             f"`make bench-curves` on {results['machine']}, `make up`'s stack:\n\n{text}",
         )
-        (settings.REPO_ROOT / "docs" / "bench-curves.png").write_bytes(
-            (RESULTS_DIR / f"{stem}.png").read_bytes()
-        )
+        (settings.REPO_ROOT / "docs" / "bench-curves.png").write_bytes(png_path.read_bytes())
     print(text)
     docs = ", docs/performance.md, docs/bench-curves.png" if size_name == "full" else ""
-    print(f"\nwritten: results/{stem}.json, results/{stem}.png{docs}")
+    print(f"\nwritten: results/{json_path.name}, results/{png_path.name}{docs}")
     return 0
 
 

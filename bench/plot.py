@@ -51,66 +51,57 @@ def draw(results: dict, path: Path) -> None:
     plt.close(figure)
 
 
+def _panel(axes, title: str, xlabel: str, ylabel: str, legend: bool = True) -> None:
+    """Title and axis labels; the y axis starts at 0."""
+    axes.set_title(title)
+    axes.set_xlabel(xlabel)
+    axes.set_ylabel(ylabel)
+    axes.set_ylim(bottom=0)
+    if legend:
+        axes.legend()
+
+
 def draw_curves(results: dict, path: Path) -> None:
     """The growth curves of bench/curves.py, one panel each."""
     figure, axes = plt.subplots(1, 5, figsize=(25, 4))
     workers, memory, deployments, history, retention = axes
     counts = [p["workers"] for p in results["workers"]]
-    workers.plot(
-        counts, [p["runs_per_min"] for p in results["workers"]], "o-", color=COLORS["warm"]
-    )
+    rates = [p["runs_per_min"] for p in results["workers"]]
+    workers.plot(counts, rates, "o-", color=COLORS["warm"])
     workers.set_xticks(counts)
-    workers.set_ylim(bottom=0)
-    workers.set_xlabel("workers on the pool")
-    workers.set_ylabel("runs per minute")
-    workers.set_title(f"{results['size']['burst']} runs at once")
+    burst = f"{results['size']['burst']} runs at once"
+    _panel(workers, burst, "workers on the pool", "runs per minute", legend=False)
+
     for variant, points in results["memory"].items():
-        memory.plot(
-            [p["runs"] for p in points],
-            [p["stack_growth_mib_per_run"] for p in points],
-            "o-",
-            color=COLORS["warm" if variant == "warm" else "tuned"],
-            label=f"{variant}: the stack grows per run",
-        )
+        growth = [p["stack_growth_mib_per_run"] for p in points]
+        color = COLORS["warm" if variant == "warm" else "tuned"]
+        label = f"{variant}: the stack grows per run"
+        memory.plot([p["runs"] for p in points], growth, "o-", color=color, label=label)
     memory.set_xticks(results["size"]["at_once"])
-    memory.set_xlabel("runs at once")
-    memory.set_ylabel("MiB (PSS) per run")
-    memory.set_ylim(bottom=0)
-    memory.legend()
-    memory.set_title("memory of runs at once")
+    _panel(memory, "memory of runs at once", "runs at once", "MiB (PSS) per run")
+
     sizes = [p["deployments"] for p in results["deployments"]]
-    deployments.plot(
-        sizes, [100 * p["idle_server_share"] for p in results["deployments"]], "o-", label="server"
-    )
-    deployments.plot(
-        sizes, [100 * p["idle_rest_share"] for p in results["deployments"]], "o-", label="the rest"
-    )
-    deployments.set_xlabel("deployments on five-minute schedules")
-    deployments.set_ylabel("% of a core, idle")
-    deployments.set_ylim(bottom=0)
-    deployments.legend()
-    deployments.set_title("idle stack")
+    for key, label in (("idle_server_share", "server"), ("idle_rest_share", "the rest")):
+        shares = [100 * p[key] for p in results["deployments"]]
+        deployments.plot(sizes, shares, "o-", label=label)
+    _panel(deployments, "idle stack", "deployments on five-minute schedules", "% of a core, idle")
+
     runs = [p["runs"] for p in results["history"]]
     history.plot(runs, [p["latency_p95"] for p in results["history"]], "o-", label="run p95")
     for page in results["history"][0]["ui_p95"]:
         seconds = [p["ui_p95"][page] for p in results["history"]]
         history.plot(runs, seconds, "o--", label=f"UI {page}: request p95")
     history.set_xscale("symlog", linthresh=100)
-    history.set_xlabel("finished runs in the database")
-    history.set_ylabel("seconds")
-    history.set_ylim(bottom=0)
-    history.legend()
-    history.set_title("history")
+    _panel(history, "history", "finished runs in the database", "seconds")
+
     days = [p["days"] for p in results["retention"]]
-    retention.plot(days, [p["database_mib"] for p in results["retention"]], "o-", label="database")
-    retention.set_xlabel("days of say-hello every five minutes")
-    retention.set_ylabel("MiB")
-    retention.set_ylim(bottom=0)
+    retention.plot(days, [p["database_mib"] for p in results["retention"]], "o-")
+    _panel(retention, "under retention", "days of say-hello every five minutes", "MiB", False)
     kept = retention.twinx()
     kept.plot(days, [p["runs"] for p in results["retention"]], "s--", color="#999999")
     kept.set_ylabel("finished runs kept (squares)")
     kept.set_ylim(bottom=0)
-    retention.set_title("under retention")
+
     figure.suptitle(f"make bench-curves on {results['machine']}")
     figure.tight_layout()
     figure.savefig(path, dpi=80)

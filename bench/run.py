@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import shutil
 import signal
 import sys
@@ -28,6 +27,7 @@ from bench import curves, measures, plan_scale
 from bench.doc_block import write_block
 from bench.plot import draw
 from bench.reasons import REQUESTS_PER_RUN_TARGET, unmet_targets
+from bench.sizes import start
 from bench.stacks import (
     VARIANTS,
     bench_client,
@@ -59,7 +59,6 @@ SIZES = {
         "dask_range_stop": 100_000,
     },
 }
-RESULTS_DIR = settings.REPO_ROOT / "results"
 PERFORMANCE_DOC = settings.REPO_ROOT / "docs" / "performance.md"
 DOC_BLOCK = "make bench"  # docs/performance.md's generated part (bench/doc_block.py)
 
@@ -307,27 +306,10 @@ def resumable(previous: dict, results: dict) -> dict:
 
 
 def main() -> int:
-    try:
-        config = settings.current()
-    except settings.SettingsError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    config, results, json_path = start(SIZES, "bench", resumable)
     size_name = config.bench_size
-    if size_name not in SIZES:
-        print(f"BENCH_SIZE must be one of {', '.join(SIZES)}, not {size_name!r}", file=sys.stderr)
-        return 2
     size = SIZES[size_name]
-    RESULTS_DIR.mkdir(exist_ok=True)
-    stem = "bench" if size_name == "full" else f"bench-{size_name}"
-    json_path = RESULTS_DIR / f"{stem}.json"
-    results: dict = {
-        "size": {"name": size_name, **size},
-        "machine": f"{os.cpu_count()} cores, {platform.python_version()}, {platform.machine()}",
-    }
-    if config.bench_resume and json_path.exists():
-        kept = resumable(json.loads(json_path.read_text()), results)
-        results.update(kept)
-        print(f"BENCH_RESUME=1: keeping the measured {', '.join(kept) or 'nothing'}")
+    png_path = json_path.with_suffix(".png")
 
     def save() -> None:
         json_path.write_text(json.dumps(results, indent=2, default=str) + "\n")
@@ -369,9 +351,9 @@ def main() -> int:
     results["requests_table"] = requests_table(results)
     results["unmet"] = unmet_targets(results, os.cpu_count() or 1)
     save()
-    draw(results, RESULTS_DIR / f"{stem}.png")
+    draw(results, png_path)
     if size_name == "full":
-        write_docs(results, RESULTS_DIR / f"{stem}.png")
+        write_docs(results, png_path)
         plan_scale.main(["200"])  # writes its own table into docs/performance.md
     print(table)
     print(f"\nRequests per say-hello run:\n\n{results['requests_table']}")
@@ -382,7 +364,7 @@ def main() -> int:
     for reason in results["unmet"]:
         print(f"- {reason}")
     docs = ", docs/performance.md, docs/bench.png" if size_name == "full" else ""
-    print(f"\nwritten: results/{stem}.json, results/{stem}.png{docs}")
+    print(f"\nwritten: results/{json_path.name}, results/{png_path.name}{docs}")
     return 0
 
 

@@ -11,7 +11,8 @@ import sys
 import pytest
 
 from bench.curves import SIZES as CURVES
-from bench.run import RESULTS_DIR, SIZES
+from bench.run import SIZES
+from bench.sizes import RESULTS_DIR
 from bench.stacks import VARIANTS
 from deployments import settings
 from stack.processes import terminate_then_kill

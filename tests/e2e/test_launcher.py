@@ -32,7 +32,7 @@ from prefect.states import Cancelling
 from stack.launch import SOCKET_ENV
 from stack.local import LocalStack
 from stack.processes import live_children, process_is_running, terminate_then_kill
-from tests.deployed_flows import deployed_test_flow, product_job_variables
+from tests.deployed_flows import deployed_test_flow
 from tests.live_stack import new_stack, stack_client, unique, wait_for_final_state, wait_until
 from tests.reliability.flows import describe_process, exit_with, raise_error
 
@@ -65,7 +65,7 @@ def deployed(api: SyncPrefectClient, stack: LocalStack, flow: Flow) -> Iterator[
     """`flow` deployed with prefect.yaml's job variables (its command is the client); the
     deployment's full name."""
     full_name = f"{flow.name}/{unique('launcher')}"
-    with deployed_test_flow(api, stack.pool_name, flow, full_name, product_job_variables()):
+    with deployed_test_flow(api, stack.pool_name, flow, full_name):
         yield full_name
 
 
