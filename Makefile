@@ -113,7 +113,7 @@ bench: $(VENV)/.synced  ## Prefect defaults vs tuned (SQLite, PostgreSQL) vs pla
 bench-plan: $(VENV)/.synced  ## plan and a no-op apply with 200 deployments; into docs/performance.md
 	PATH="$$PATH:/usr/lib/postgresql/15/bin" $(PY) -m bench.plan_scale 200
 
-bench-curves: $(VENV)/.synced  ## cost as workers, runs at once and deployments grow; into docs/
+bench-curves: $(VENV)/.synced  ## cost by workers, runs at once, deployments, history, retention
 	PATH="$$PATH:/usr/lib/postgresql/15/bin" $(PY) -m bench.curves
 
 lint: $(VENV)/.synced  ## ruff; actionlint and zizmor (offline) on .github/workflows

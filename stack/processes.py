@@ -108,20 +108,27 @@ def live_children(pid: int) -> list[int]:
     return [child.pid for child in children if _process(child.pid) is not None]
 
 
-def tree_cpu_seconds(*roots: int) -> float:
-    """CPU seconds used so far by the processes `roots`, their live descendants, and the
-    children they have already reaped."""
-    total = 0.0
+def process_trees(*roots: int) -> list[psutil.Process]:
+    """The processes `roots` that run and their live descendants."""
+    processes = []
     for root in roots:
         try:
             tree = [psutil.Process(root)]
             tree += tree[0].children(recursive=True)
         except psutil.NoSuchProcess:
             continue
-        for process in tree:
-            with contextlib.suppress(psutil.NoSuchProcess):
-                times = process.cpu_times()
-                total += times.user + times.system + times.children_user + times.children_system
+        processes += tree
+    return processes
+
+
+def tree_cpu_seconds(*roots: int) -> float:
+    """CPU seconds used so far by the processes `roots`, their live descendants, and the
+    children they have already reaped."""
+    total = 0.0
+    for process in process_trees(*roots):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = process.cpu_times()
+            total += times.user + times.system + times.children_user + times.children_system
     return total
 
 
