@@ -114,9 +114,8 @@ SIZES = {
 DOC_BLOCK = "bench.curves"  # docs/performance.md's generated part (bench/doc_block.py)
 MIB = 1024 * 1024
 GREETING = "greeting-schedule"  # prefect.yaml's scheduled deployment, copied by the curve
-# The history and retention curves' stacks run the server's vacuum every few seconds instead of
-# hourly, so that each point is read after a pass: the database holds what a server that ran that
-# long holds (e.g. only the last EVENT_RETENTION_DAYS of the history's events).
+# The retention curve's stack runs the server's vacuum every few seconds instead of hourly, so
+# that each point is read after a pass: what a server that ran that long holds.
 FAST_VACUUM_ENV = {"PREFECT_SERVER_SERVICES_DB_VACUUM_LOOP_SECONDS": "5"}
 
 
@@ -407,13 +406,18 @@ def history_point(stack: LocalStack, client: SyncPrefectClient, size: dict) -> d
 def history_curve(stack: LocalStack, client: SyncPrefectClient, size: dict) -> list[dict]:
     """history_point with the stack's own runs, then with each number of finished runs more,
     copies of its first runs (bench/history.py) spread over the retention period, which keeps
-    them all."""
-    spread = timedelta(days=settings.current().flow_run_retention_days - 1)
+    them all; their events only within the event retention, as the server's vacuum leaves
+    them."""
+    config = settings.current()
+    spread = timedelta(days=config.flow_run_retention_days - 1)
+    events_within = timedelta(days=config.event_retention_days)
     points = [{"seeded": 0, **history_point(stack, client, size)}]
     templates = _templates(client, size)
     seeded = 0
     for runs in size["history"][1:]:
-        seeded += seed_history(stack.local_database.url, templates, runs - seeded, spread)
+        seeded += seed_history(
+            stack.local_database.url, templates, runs - seeded, spread, events_within=events_within
+        )
         points.append({"seeded": seeded, **history_point(stack, client, size)})
     return points
 
@@ -540,7 +544,7 @@ def measure_full(size: dict, root: Path, results: dict, save) -> None:
     for curve, measure in on_make_up.items():
         if curve in results:
             continue
-        env = FAST_VACUUM_ENV if curve in ("history", "retention") else {}
+        env = FAST_VACUUM_ENV if curve == "retention" else {}
         with (
             running_stack("warm", root / curve, extra_env=env) as (stack, _),
             bench_client(stack) as client,

@@ -25,6 +25,7 @@ from prefect.settings import PREFECT_API_DATABASE_CONNECTION_URL, temporary_sett
 BATCH_RUNS = 1_000  # runs written per transaction
 UUID_TEXT = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 UUID_LENGTH = 36
+EVENT_TABLES = {"events", "event_resources"}
 
 
 def _tables(db) -> dict[str, sa.Table]:
@@ -89,7 +90,10 @@ class _Copier:
         self.templates = templates
         self.ids = {row["id"] for rows in templates.values() for row in rows}
 
-    def copy(self, back: timedelta) -> dict[str, list[dict]]:
+    def copy(self, back: timedelta, events_within: timedelta | None) -> dict[str, list[dict]]:
+        """A copy moved `back`; without events when that is further back than `events_within`
+        (the server's event retention would have deleted them)."""
+        skipped = set() if events_within is None or back <= events_within else EVENT_TABLES
         new = {old: uuid.uuid4() for old in self.ids}
         new_text = {str(old): str(value) for old, value in new.items()}
 
@@ -109,7 +113,7 @@ class _Copier:
             return value  # numbers, None, and Prefect's own objects (state details) as they were
 
         return {
-            name: [{key: moved(value) for key, value in row.items()} for row in rows]
+            name: [] if name in skipped else [{k: moved(v) for k, v in row.items()} for row in rows]
             for name, rows in self.templates.items()
         }
 
@@ -139,7 +143,11 @@ async def _write(db, session, batch: Iterable[dict[str, list[dict]]]) -> None:
 
 
 async def _seed(
-    template_run_ids: list[uuid.UUID], runs: int, spread: timedelta, offset: timedelta
+    template_run_ids: list[uuid.UUID],
+    runs: int,
+    spread: timedelta,
+    offset: timedelta,
+    events_within: timedelta | None,
 ) -> int:
     db = provide_database_interface()
     try:
@@ -151,7 +159,7 @@ async def _seed(
         per_batch = max(1, BATCH_RUNS // max(per_copy, 1))
         for first in range(0, copies, per_batch):
             batch = [
-                copier.copy(offset + spread * (index + 1) / copies)
+                copier.copy(offset + spread * (index + 1) / copies, events_within)
                 for index in range(first, min(first + per_batch, copies))
             ]
             async with db.session_context(begin_transaction=True) as session:
@@ -167,12 +175,14 @@ def seed_history(
     runs: int,
     spread: timedelta,
     offset: timedelta = timedelta(0),
+    events_within: timedelta | None = None,
 ) -> int:
     """About `runs` copies of the template runs (a whole number of copies of all of them) in the
-    database at `database_url`, the k-th copy moved back by `offset` and k/copies of `spread`;
-    how many runs were written."""
+    database at `database_url`, the k-th copy moved back by `offset` and k/copies of `spread`,
+    with their events only where they are at most `events_within` back (all without it); how
+    many runs were written."""
     with temporary_settings({PREFECT_API_DATABASE_CONNECTION_URL: database_url}):
-        return asyncio.run(_seed(template_run_ids, runs, spread, offset))
+        return asyncio.run(_seed(template_run_ids, runs, spread, offset, events_within))
 
 
 async def _database_bytes() -> int:
