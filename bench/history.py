@@ -14,18 +14,33 @@ from __future__ import annotations
 import asyncio
 import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 from prefect.server.database import provide_database_interface
+from prefect.server.database.configurations import AsyncPostgresConfiguration
+from prefect.server.database.dependencies import temporary_database_config
 from prefect.settings import PREFECT_API_DATABASE_CONNECTION_URL, temporary_settings
 
 BATCH_RUNS = 1_000  # runs written per transaction
 UUID_TEXT = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 UUID_LENGTH = 36
 EVENT_TABLES = {"events", "event_resources"}
+
+
+@contextmanager
+def _database(url: str) -> Iterator[None]:
+    """Prefect's database interface on the PostgreSQL database at `url`: the setting, and the
+    configuration Prefect otherwise keeps for the whole process from its first use."""
+    config = AsyncPostgresConfiguration(connection_url=url)
+    with (
+        temporary_settings({PREFECT_API_DATABASE_CONNECTION_URL: url}),
+        temporary_database_config(config),
+    ):
+        yield
 
 
 def _tables(db) -> dict[str, sa.Table]:
@@ -181,7 +196,7 @@ def seed_history(
     database at `database_url`, the k-th copy moved back by `offset` and k/copies of `spread`,
     with their events only where they are at most `events_within` back (all without it); how
     many runs were written."""
-    with temporary_settings({PREFECT_API_DATABASE_CONNECTION_URL: database_url}):
+    with _database(database_url):
         return asyncio.run(_seed(template_run_ids, runs, spread, offset, events_within))
 
 
@@ -197,5 +212,5 @@ async def _database_bytes() -> int:
 
 def database_bytes(database_url: str) -> int:
     """The size of the PostgreSQL database at `database_url` on disk, as PostgreSQL counts it."""
-    with temporary_settings({PREFECT_API_DATABASE_CONNECTION_URL: database_url}):
+    with _database(database_url):
         return asyncio.run(_database_bytes())
