@@ -16,7 +16,9 @@ from the wheel) grows with the work, one curve per kind of growth, each on a fre
   them written through Prefect's database models (bench/history.py) and spread over the
   retention period: say-hello's trigger to COMPLETED, the p95 of the API requests the UI's
   dashboard, runs page and deployment page make (timed in Chromium, bench/ui_requests.py), and
-  the database's size.
+  the database's size;
+- **retention**: a server that ran say-hello's five-minute schedule for 15, 30, 45 and 60 days,
+  its older days written at each point: what the database keeps after the vacuum's pass.
 
     python -m bench.curves               # full size: results/bench-curves.json and .png,
                                          # docs/performance.md's curves and docs/bench-curves.png
@@ -59,13 +61,13 @@ from prefect.client.schemas.sorting import FlowRunSort
 from prefect.events.filters import EventFilter, EventOccurredFilter
 
 from bench import measures
-from bench.doc_block import write_block
+from bench.doc_block import markdown_table, write_block
 from bench.flows import hold
 from bench.history import database_bytes, seed_history
 from bench.plan_scale import timed_cli
 from bench.plot import draw_curves
 from bench.sizes import start
-from bench.stacks import COLD, bench_client, running_stack, stack_cpu_seconds
+from bench.stacks import COLD, bench_client, running_stack, stack_cpu_seconds, stack_pids
 from bench.ui_requests import api_request_seconds
 from deployments import settings
 from deployments.register import deploy_flow
@@ -172,11 +174,6 @@ def workers_curve(stack: LocalStack, client: SyncPrefectClient, size: dict) -> l
 # -- runs at once: memory -------------------------------------------------------------------
 
 
-def _stack_pids(stack: LocalStack) -> list[int]:
-    database = stack.local_database.pid if stack.local_database else None
-    return [pid for pid in (stack.server.pid, stack.worker.pid, database) if pid]
-
-
 def tree_pss(*roots: int) -> int:
     """Bytes of PSS (each shared page split between its sharers) of the processes `roots` and
     their descendants."""
@@ -215,7 +212,7 @@ def memory_point(
 ) -> dict:
     """`count` hold runs at once: once all are RUNNING, what the stack grew by per run since
     before they were created, and each run process's own PSS and USS (means)."""
-    before = tree_pss(*_stack_pids(stack))
+    before = tree_pss(*stack_pids(stack))
     runs = [
         client.create_flow_run_from_deployment(deployment_id, parameters={"seconds": hold_s})
         for _ in range(count)
@@ -233,7 +230,7 @@ def memory_point(
     processes = poll_until(all_held, hold_s, interval_s=1.0)
     if not processes:
         raise RuntimeError(f"{count} hold runs were not all running within {hold_s:.0f} s")
-    grown = tree_pss(*_stack_pids(stack)) - before
+    grown = tree_pss(*stack_pids(stack)) - before
     own = [process.memory_full_info() for process in processes]
     measures.wait_final(client, ids, timeout_s=hold_s + 120)
     return {
@@ -312,7 +309,7 @@ def deployments_point(
     apply_cpu = tree_cpu_seconds(*server) - cpu_before
     after_apply = cpu_shares({"server": server}, size["after_apply_s"])["server"]
     ids = [d.id for d in client.read_deployments() if d.name.startswith(GREETING)]
-    idle = cpu_shares({"server": server, "rest": _stack_pids(stack)[1:]}, size["idle_s"])
+    idle = cpu_shares({"server": server, "rest": stack_pids(stack)[1:]}, size["idle_s"])
     return {
         "deployments": count,
         "scheduled_deployments": len(ids),
@@ -565,15 +562,10 @@ def measure_full(size: dict, root: Path, results: dict, save) -> None:
     save()
 
 
-def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
-    lines = [f"| {' | '.join(header)} |", f"|{'---|' * len(header)}"]
-    return "\n".join([*lines, *(f"| {' | '.join(row)} |" for row in rows)])
-
-
 def render(results: dict) -> str:
     """A table per curve, each under a line that says what was measured."""
     burst = results["size"]["burst"]
-    workers = _table(
+    workers = markdown_table(
         ("workers on the pool", "runs per minute", "CPU per run (whole stack)", "failed", "stuck"),
         [
             (
@@ -587,7 +579,7 @@ def render(results: dict) -> str:
         ],
     )
     variants = [v for v in ("warm", "cold") if v in results["memory"]]
-    memory = _table(
+    memory = markdown_table(
         (
             "runs at once",
             *(
@@ -608,7 +600,7 @@ def render(results: dict) -> str:
             for points in zip(*(results["memory"][v] for v in variants), strict=True)
         ],
     )
-    deployments = _table(
+    deployments = markdown_table(
         (
             "deployments (scheduled)",
             "apply",
@@ -630,7 +622,7 @@ def render(results: dict) -> str:
         ],
     )
     pages = list(results["history"][0]["ui_p95"])
-    history = _table(
+    history = markdown_table(
         (
             "runs in the database (task runs)",
             "say-hello trigger→COMPLETED p50, p95",
@@ -651,7 +643,7 @@ def render(results: dict) -> str:
         ],
     )
     config = settings.current()
-    retention = _table(
+    retention = markdown_table(
         (
             "days of say-hello every five minutes",
             "runs written",

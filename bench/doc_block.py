@@ -15,3 +15,9 @@ def write_block(doc: Path, name: str, body: str) -> None:
     start = text.index(start_marker) + len(start_marker)
     end = text.index(end_marker)
     doc.write_text(f"{text[:start]}\n{body.strip()}\n{text[end:]}")
+
+
+def markdown_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    """A Markdown table: the header, its rule, a line per row."""
+    lines = [f"| {' | '.join(header)} |", "|" + "---|" * len(header)]
+    return "\n".join([*lines, *(f"| {' | '.join(row)} |" for row in rows)])

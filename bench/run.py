@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from bench import curves, measures, plan_scale
-from bench.doc_block import write_block
+from bench.doc_block import markdown_table, write_block
 from bench.plot import draw
 from bench.reasons import REQUESTS_PER_RUN_TARGET, unmet_targets
 from bench.sizes import start
@@ -264,20 +264,15 @@ def requests_table(results: dict) -> str:
         {path for variant in VARIANTS for path in results[variant]["requests"]["by_path"]},
         key=lambda path: -results["warm"]["requests"]["by_path"].get(path, 0),
     )
-    lines = [
-        "| request | " + " | ".join(STACK_COLUMNS) + " |",
-        "|" + "---|" * (1 + len(STACK_COLUMNS)),
+    rows = [
+        (f"`{path}`", *(f"{results[v]['requests']['by_path'].get(path, 0):.1f}" for v in VARIANTS))
+        for path in paths
     ]
-    for path in paths:
-        counts = (results[v]["requests"]["by_path"].get(path, 0) for v in VARIANTS)
-        lines.append(f"| `{path}` | " + " | ".join(f"{count:.1f}" for count in counts) + " |")
-    return "\n".join(lines)
+    return markdown_table(("request", *STACK_COLUMNS), rows)
 
 
 def render(rows: list[tuple[str, ...]]) -> str:
-    header = ("metric", *STACK_COLUMNS, "plain Python", "target")
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
+    return markdown_table(("metric", *STACK_COLUMNS, "plain Python", "target"), rows)
 
 
 def write_docs(results: dict, png: Path) -> None:

@@ -133,9 +133,14 @@ def supervisor_decisions(stack: LocalStack) -> dict[str, int]:
     }
 
 
-def stack_cpu_seconds(stack: LocalStack) -> float:
-    """CPU seconds used so far by the stack's server, worker supervisor and embedded PostgreSQL,
-    their live descendants (worker, launcher, flow-run processes, database backends) and the
-    children they have already reaped."""
+def stack_pids(stack: LocalStack) -> list[int]:
+    """The stack's server, worker supervisor and embedded PostgreSQL that run: the roots of its
+    processes (worker, launcher, flow-run processes and database backends descend from them)."""
     database = stack.local_database.pid if stack.local_database else None
-    return tree_cpu_seconds(*(pid for pid in (stack.server.pid, stack.worker.pid, database) if pid))
+    return [pid for pid in (stack.server.pid, stack.worker.pid, database) if pid]
+
+
+def stack_cpu_seconds(stack: LocalStack) -> float:
+    """CPU seconds used so far by the stack's processes (stack_pids and their live descendants)
+    and the children they have already reaped."""
+    return tree_cpu_seconds(*stack_pids(stack))
